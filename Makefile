@@ -1,0 +1,35 @@
+# Two commands do all set-up: `make serve` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA_DIR ?= data
+MODELS_DIR ?= models
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install test serve bench clean
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changes, so later runs are quick.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+serve: $(STAMP)
+	$(VENV)/bin/oml serve --data-dir $(DATA_DIR) --models-dir $(MODELS_DIR) --host $(HOST) --port $(PORT)
+
+bench: $(STAMP)
+	$(PY) benchmarks/knn.py
+	$(PY) benchmarks/extraction.py
+	$(PY) benchmarks/search.py
+	$(PY) benchmarks/load.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Small abstract bases that the rest of the library implements."""
