@@ -1,0 +1,122 @@
+"""`ExactIndex`: brute-force Euclidean search on the batched kNN of `oml.functional.knn`."""
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from indexing.errors import IndexCorruptError
+from indexing.index_file import read_index_file, write_index_file
+from indexing.interfaces import IIndex, TPath, check_ids, check_k, check_vectors
+
+EXACT_SPEC = "exact"
+
+
+class ExactIndex(IIndex):
+    """Every query is compared with every vector: exact results, for evaluation and small galleries.
+
+    >>> import numpy as np
+    >>> index = ExactIndex(dim=2)
+    >>> index.add(np.array([[0, 0], [3, 4]], dtype=np.float32), np.array([10, 11]))
+    >>> distances, ids = index.search(np.array([[0, 0]], dtype=np.float32), k=3)
+    >>> ids.tolist(), distances[0, :2].tolist()
+    ([[10, 11, -1]], [0.0, 5.0])
+    """
+
+    def __init__(self, dim: int, batch_size: int = 512, metadata: Optional[Dict[str, Any]] = None):
+        if dim < 1:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self.spec = EXACT_SPEC
+        self.dim = int(dim)
+        self.batch_size = batch_size
+        self.metadata = dict(metadata or {})
+        self._vectors = np.empty((0, self.dim), dtype=np.float32)
+        self._ids = np.empty((0,), dtype=np.int64)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        vectors = check_vectors(vectors, self.dim)
+        ids = check_ids(ids, vectors.shape[0])
+        if ids.size == 0:
+            return
+        clash = np.isin(ids, self._ids[: self._size])
+        if clash.any():
+            raise ValueError(f"ids already in the index: {ids[clash][:5].tolist()}")
+        needed = self._size + ids.size
+        if needed > self._vectors.shape[0]:
+            capacity = max(needed, 2 * self._vectors.shape[0], 1024)
+            grown_vectors = np.empty((capacity, self.dim), dtype=np.float32)
+            grown_vectors[: self._size] = self._vectors[: self._size]
+            grown_ids = np.empty((capacity,), dtype=np.int64)
+            grown_ids[: self._size] = self._ids[: self._size]
+            self._vectors, self._ids = grown_vectors, grown_ids
+        self._vectors[self._size : needed] = vectors
+        self._ids[self._size : needed] = ids
+        self._size = needed
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0 or self._size == 0:
+            return 0
+        keep = ~np.isin(self._ids[: self._size], ids)
+        removed = int(self._size - keep.sum())
+        if removed:
+            kept = int(keep.sum())
+            self._vectors[:kept] = self._vectors[: self._size][keep]
+            self._ids[:kept] = self._ids[: self._size][keep]
+            self._size = kept
+        return removed
+
+    def search(self, queries: np.ndarray, k: int, **params: Any) -> Tuple[np.ndarray, np.ndarray]:
+        if params:
+            raise ValueError(f"the exact index takes no search parameters, got {sorted(params)}")
+        queries = check_vectors(queries, self.dim, what="queries")
+        k = check_k(k)
+        distances = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
+        ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
+        if self._size == 0 or queries.shape[0] == 0:
+            return distances, ids
+        from oml.functional.knn import batched_knn_qg
+
+        top_n = min(k, self._size)
+        found_distances, found_positions, _ = batched_knn_qg(
+            embeddings_query=queries, embeddings_gallery=self._vectors[: self._size], top_n=top_n, bs=self.batch_size
+        )
+        gallery_ids = self._ids[: self._size]
+        for row, (row_distances, row_positions) in enumerate(zip(found_distances, found_positions)):
+            positions = np.asarray(row_positions, dtype=np.int64)
+            distances[row, : positions.size] = np.asarray(row_distances, dtype=np.float32)
+            ids[row, : positions.size] = gallery_ids[positions]
+        return distances, ids
+
+    def ids(self) -> np.ndarray:
+        return np.sort(self._ids[: self._size])
+
+    def vectors(self) -> Tuple[np.ndarray, np.ndarray]:
+        """All stored `(vectors, ids)`, in insertion order (a copy)."""
+        return self._vectors[: self._size].copy(), self._ids[: self._size].copy()
+
+    def save(self, path: TPath) -> None:
+        description = {"kind": "exact", "spec": self.spec, "dim": self.dim, "metadata": self.metadata}
+        write_index_file(path, description, {"vectors": self._vectors[: self._size], "ids": self._ids[: self._size]})
+
+    @classmethod
+    def load(cls, path: TPath) -> "ExactIndex":
+        return cls.from_file_parts(path, *read_index_file(path))
+
+    @classmethod
+    def from_file_parts(cls, path: TPath, description: Dict[str, Any], sections: Dict[str, np.ndarray]) -> "ExactIndex":
+        """Build the index from what `read_index_file` returned for `path`."""
+        if description.get("kind") != "exact":
+            raise IndexCorruptError(path, f"expected an exact index, the file holds {description.get('kind')!r}")
+        index = cls(dim=int(description["dim"]), metadata=description.get("metadata"))
+        vectors, ids = sections["vectors"], sections["ids"]
+        if vectors.shape != (ids.shape[0], index.dim):
+            raise IndexCorruptError(path, f"vectors of shape {vectors.shape} do not match {ids.shape[0]} ids")
+        index._vectors, index._ids, index._size = vectors, ids, int(ids.shape[0])
+        return index
+
+
+__all__ = ["ExactIndex", "EXACT_SPEC"]
