@@ -1,0 +1,88 @@
+"""Transforms built from a Zoo entry's preprocessing dict (the same dict the model manifest records)."""
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+from PIL import Image
+from torchvision import transforms as T
+
+from oml.models.zoo import IMAGE_INTERPOLATIONS
+from oml.registry.models import get_pretrained_entry
+
+TImageReader = Callable[[Union[str, Path]], Image.Image]
+
+_PIL_INTERPOLATION = {
+    "bicubic": T.InterpolationMode.BICUBIC,
+    "bilinear": T.InterpolationMode.BILINEAR,
+    "nearest": T.InterpolationMode.NEAREST,
+}
+
+
+def _read_rgb(path: Union[str, Path]) -> Image.Image:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {str(path)!r}")
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+try:  # the datasets' reader, when present, so both decode images the same way
+    from oml.utils.images import imread_pil as imread_rgb
+except ImportError:  # pragma: no cover - only before oml.utils.images exists
+    imread_rgb = _read_rgb
+
+
+def get_image_transform(preprocessing: Dict[str, Any]) -> Callable[[Image.Image], Any]:
+    """PIL image -> normalised (3, H, W) float tensor, as an image preprocessing dict describes
+    (resize the shorter side to ``resize``, center-crop to ``image_size``, scale to [0, 1], normalise)."""
+    if preprocessing.get("modality") != "image":
+        raise ValueError(f"Not an image preprocessing dict: {preprocessing}")
+    interpolation = preprocessing["interpolation"]
+    if interpolation not in IMAGE_INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {IMAGE_INTERPOLATIONS}, got {interpolation!r}")
+    height, width = preprocessing["image_size"]
+    return T.Compose(
+        [
+            T.Resize(int(preprocessing["resize"]), interpolation=_PIL_INTERPOLATION[interpolation]),
+            T.CenterCrop((int(height), int(width))),
+            T.ToTensor(),
+            T.Normalize(mean=list(preprocessing["mean"]), std=list(preprocessing["std"])),
+        ]
+    )
+
+
+def get_tokenizer_for_pretrained(name: str) -> Any:
+    """The Hugging Face tokenizer of text Zoo entry ``name``, truncating to the entry's ``max_length`` by default."""
+    from transformers import AutoTokenizer
+
+    from oml.models.texts import pretrained_text_folder
+
+    _, entry = get_pretrained_entry(name)
+    if entry["preprocessing"]["modality"] != "text":
+        raise ValueError(f"{name!r} is an image model; it has no tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(str(pretrained_text_folder(name)), local_files_only=True)
+    tokenizer.model_max_length = int(entry["preprocessing"]["max_length"])
+    return tokenizer
+
+
+def get_transforms_for_pretrained(name: str) -> Tuple[Callable, Optional[TImageReader]]:
+    """``(transform, image_reader)`` for Zoo entry ``name``.
+
+    Image entries: ``transform`` maps a PIL RGB image to the model's input tensor and ``image_reader`` reads a path
+    into such an image. Text entries: ``(tokenizer, None)``; call the tokenizer with ``truncation=True`` to cut at
+    the entry's ``max_length``.
+
+    >>> transform, imread = get_transforms_for_pretrained("vits16_dino")
+    >>> transform(imread("cat.jpg")).shape  # doctest: +SKIP
+    torch.Size([3, 224, 224])
+    """
+    _, entry = get_pretrained_entry(name)
+    modality = entry["preprocessing"]["modality"]
+    if modality == "image":
+        return get_image_transform(entry["preprocessing"]), imread_rgb
+    if modality == "text":
+        return get_tokenizer_for_pretrained(name), None
+    raise ValueError(f"Zoo entry {name!r} has unknown modality {modality!r}")
+
+
+__all__ = ["get_image_transform", "get_tokenizer_for_pretrained", "get_transforms_for_pretrained", "imread_rgb"]
