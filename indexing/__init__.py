@@ -1,0 +1,50 @@
+"""Galleries of embeddings: exact and FAISS indexes, a SQLite item store, crash-safe bulk indexing."""
+
+from indexing.errors import (
+    GalleryCorruptError,
+    GalleryError,
+    GalleryExistsError,
+    GalleryNotFoundError,
+    IndexCorruptError,
+    IndexingError,
+    IndexSpecError,
+    InvalidGalleryNameError,
+    ModelMismatchError,
+)
+from indexing.exact_index import ExactIndex
+from indexing.factory import load_index, make_index
+from indexing.faiss_index import FaissIndex
+from indexing.gallery import Gallery, delete_gallery, list_galleries
+from indexing.interfaces import IIndex
+from indexing.items import Hit, Item, StoredItem
+
+
+def bulk_index(*args, **kwargs):  # noqa: D103 - documented in indexing.bulk
+    from indexing.bulk import bulk_index as _bulk_index
+
+    return _bulk_index(*args, **kwargs)
+
+
+__all__ = [
+    "IIndex",
+    "ExactIndex",
+    "FaissIndex",
+    "make_index",
+    "load_index",
+    "Gallery",
+    "list_galleries",
+    "delete_gallery",
+    "Item",
+    "StoredItem",
+    "Hit",
+    "bulk_index",
+    "IndexingError",
+    "IndexSpecError",
+    "GalleryError",
+    "GalleryNotFoundError",
+    "GalleryExistsError",
+    "InvalidGalleryNameError",
+    "ModelMismatchError",
+    "GalleryCorruptError",
+    "IndexCorruptError",
+]
