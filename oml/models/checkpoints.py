@@ -73,9 +73,11 @@ def fit_state_dict(
     ignore: Optional[Callable[[str], bool]] = None,
     source: str = "checkpoint",
     prefix: Optional[str] = None,
+    target: Optional[str] = None,
 ) -> TStateDict:
-    """Strip the key prefix (``prefix``, or else the one found by ``find_common_prefix``), drop keys of other modules (e.g. a Lightning module's criterion) and ``ignore``-d
-    keys, and check that the rest fits ``model`` exactly; raise ``CheckpointKeysError`` listing what does not."""
+    """Strip the key prefix (``prefix``, else the one ``find_common_prefix`` finds), drop keys of other modules
+    (e.g. a Lightning module's criterion) and ``ignore``-d keys, and check that the rest fits ``model`` exactly;
+    raise ``CheckpointKeysError`` listing what does not."""
     model_sd = model.state_dict()
     if prefix is None:
         prefix = find_common_prefix(state_dict, model_sd)
@@ -97,12 +99,14 @@ def fit_state_dict(
     )
     if missing or unexpected or wrong_shape:
         parts = []
-        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong_shape)):
+        problems = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", wrong_shape))
+        for title, keys in problems:
             if keys:
                 shown = ", ".join(keys[:MAX_KEYS_IN_MESSAGE]) + (" ..." if len(keys) > MAX_KEYS_IN_MESSAGE else "")
                 parts.append(f"{len(keys)} {title} [{shown}]")
         raise CheckpointKeysError(
-            f"The {source} does not fit {type(model).__name__} (key prefix stripped: {prefix!r}): " + "; ".join(parts)
+            f"The {source}{f' (key prefix {prefix!r} stripped)' if prefix else ''} does not fit "
+            f"{target or type(model).__name__}: " + "; ".join(parts)
         )
     return state_dict
 
@@ -113,9 +117,10 @@ def load_weights(
     ignore: Optional[Callable[[str], bool]] = None,
     source: str = "checkpoint",
     prefix: Optional[str] = None,
+    target: Optional[str] = None,
 ) -> None:
     """Fit ``state_dict`` to ``model`` (see ``fit_state_dict``) and load it strictly."""
-    fitted = fit_state_dict(state_dict, model, ignore=ignore, source=source, prefix=prefix)
+    fitted = fit_state_dict(state_dict, model, ignore=ignore, source=source, prefix=prefix, target=target)
     model.load_state_dict(fitted, strict=True)
 
 

@@ -109,6 +109,7 @@ class ResnetExtractor(PretrainedMixin, IExtractor):
                 ignore=(lambda key: key.startswith("fc.")) if remove_fc else None,
                 source=f"checkpoint {path}",
                 prefix=prefix,
+                target=f"ResnetExtractor(arch={arch!r}, remove_fc={remove_fc})",
             )
             LOGGER.info("Loaded %s weights from %s", arch, path)
 

@@ -92,9 +92,10 @@ class ViTExtractor(PretrainedMixin, IExtractor):
         if weights is not None:
             path = self.resolve_weights(weights)
             state_dict = read_checkpoint(path)
-            state_dict = strip_prefix(state_dict, find_common_prefix(state_dict, self.model.state_dict()))
-            state_dict = checkpoint_filter_fn(state_dict, self.model)  # DINOv2 layout, position embedding size
-            load_weights(self.model, state_dict, source=f"checkpoint {path}")
+            prefix = find_common_prefix(state_dict, self.model.state_dict())
+            state_dict = checkpoint_filter_fn(strip_prefix(state_dict, prefix), self.model)  # DINOv2, pos. embedding
+            load_weights(self.model, state_dict, source=f"checkpoint {path} (key prefix {prefix!r} stripped)",
+                         prefix="", target=f"ViTExtractor(arch={arch!r})")
             LOGGER.info("Loaded %s weights from %s", arch, path)
 
     @property

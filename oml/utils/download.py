@@ -12,6 +12,7 @@ is used unverified and a warning is logged.
 """
 
 import hashlib
+import http.client
 import logging
 import os
 import socket
@@ -128,26 +129,36 @@ def download_checkpoint(
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
     tmp_path = Path(tmp_name)
     try:
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(
-                    total=total, unit="B", unit_scale=True, desc=f"Downloading {path.name}", disable=not verbose
-                ) as bar:
-                    for chunk in iter(lambda: response.read(CHUNK_SIZE), b""):
-                        out.write(chunk)
-                        if hasher is not None:
-                            hasher.update(chunk)
-                        bar.update(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as e:
+        received, total = 0, None
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                    with tqdm(
+                        total=total, unit="B", unit_scale=True, desc=f"Downloading {path.name}", disable=not verbose
+                    ) as bar:
+                        for chunk in iter(lambda: response.read(CHUNK_SIZE), b""):
+                            out.write(chunk)
+                            if hasher is not None:
+                                hasher.update(chunk)
+                            received += len(chunk)
+                            bar.update(len(chunk))
+            except (urllib.error.URLError, http.client.HTTPException, socket.timeout, TimeoutError, OSError) as e:
+                raise CheckpointDownloadError(
+                    f"Could not download the checkpoint from {url} ({e}). You may be offline: {place_by_hand}.",
+                    url=url,
+                    path=path,
+                ) from e
+            out.flush()
+            os.fsync(out.fileno())
+
+        if total is not None and received != total:
             raise CheckpointDownloadError(
-                f"Could not download the checkpoint from {url} ({e}). You may be offline: {place_by_hand}.",
+                f"The download from {url} broke off after {received} of {total} bytes. "
+                f"The partial file was discarded; try again or {place_by_hand}.",
                 url=url,
                 path=path,
-            ) from e
-
+            )
         if parsed is not None:
             algo, expected = parsed
             actual = hasher.hexdigest()  # type: ignore[union-attr]
