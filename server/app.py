@@ -1,14 +1,123 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory: `create_app(settings)` wires services, routers, errors and metrics."""
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator, Optional
 
 from fastapi import FastAPI
 
+from server.dependencies import Services
+from server.embedding import QueryEmbedder
+from server.errors import error_body, install_error_handlers
+from server.galleries import GalleryService
+from server.jobs import JobStore
+from server.limits import BodySizeLimitMiddleware
+from server.metrics import RequestMetricsMiddleware, ServerMetrics
+from server.model_registry import ModelRegistry
+from server.routes import galleries, health, items, jobs, metrics, models, search
+from server.schemas import ItemMeta, ItemsRequest, SearchRequest
+from server.search_service import Searcher
+from server.settings import Settings
 
-def create_app() -> FastAPI:
-    """Build the oml-server application."""
-    app = FastAPI(title="oml-server", version="0.1.0")
+logger = logging.getLogger(__name__)
 
-    @app.get("/health")
-    def health() -> dict:
-        return {"status": "ok"}
+DESCRIPTION = """Embedding search over galleries of texts or images.
 
+Write endpoints need the API key (header `X-API-Key`) when the server has one; search and health stay open unless
+`OML_PROTECT_SEARCH` is set. Errors are JSON `{"detail": "...", "error": "code"}`.
+"""
+
+
+def bootstrap_models(models_dir: Path, model_name: Optional[str]) -> None:
+    """With an empty models folder, export the bundled `model_name` as version 1 so the server can answer at once."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    has_versions = any(p.is_dir() and any((v / "manifest.json").exists() for v in p.iterdir() if v.is_dir())
+                       for p in models_dir.iterdir() if p.is_dir())
+    if has_versions or not model_name:
+        return
+    from oml.export import export_pretrained
+
+    logger.info("models folder %s is empty: exporting the bundled %s as version 1 (takes ~30 s)",
+                models_dir, model_name)
+    path = export_pretrained(model_name, models_dir, version=1)
+    logger.info("exported %s to %s", model_name, path)
+
+
+def _start_models(services: Services) -> None:
+    settings = services.settings
+    try:
+        bootstrap_models(settings.models_dir, settings.bootstrap_model)
+    except Exception:
+        logger.exception("exporting the bundled model %s failed", settings.bootstrap_model)
+    try:
+        services.registry.start(settings.watch_interval_s)
+    except Exception:
+        logger.exception("loading models from %s failed", settings.models_dir)
+        services.registry.started.set()
+
+
+def build_services(settings: Settings) -> Services:
+    metrics = ServerMetrics()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    registry = ModelRegistry(settings.models_dir, num_threads=settings.num_threads, metrics=metrics)
+    job_store = JobStore(settings.data_dir)
+    gallery_service = GalleryService(settings, registry, job_store, metrics)
+    registry.bindings = gallery_service
+    embedder = QueryEmbedder(registry, settings, metrics)
+    postprocessor = settings.extra.get("postprocessor")
+    return Services(settings=settings, metrics=metrics, registry=registry, galleries=gallery_service, jobs=job_store,
+                    embedder=embedder, postprocessor=postprocessor,
+                    searcher=Searcher(gallery_service, embedder, settings, postprocessor))
+
+
+def _document_manual_bodies(app: FastAPI) -> None:
+    """Routes that read JSON or multipart themselves name their JSON schemas by $ref; put those in components."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (ItemsRequest, SearchRequest, ItemMeta):
+                body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(body.pop("$defs", {}))
+                components[model.__name__] = body
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
+def create_app(settings: Optional[Settings] = None) -> FastAPI:
+    """Build the oml-server application; models load in the background (see GET /ready)."""
+    settings = settings or Settings.from_env()
+    services = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loader = threading.Thread(target=_start_models, args=(services,), daemon=True, name="models-start")
+        loader.start()
+        try:
+            yield
+        finally:
+            services.registry.close()
+            services.jobs.close()
+            await services.embedder.close()
+            services.galleries.close()
+
+    app = FastAPI(title="oml-server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  responses={500: {"description": "server fault", "content": {"application/json": {
+                      "example": error_body("internal error: RuntimeError", "internal_error")}}}})
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (health, models, galleries, items, search, jobs, metrics):
+        app.include_router(module.router)
+    _document_manual_bodies(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics_getter=lambda: services.metrics)
     return app
+
+
+__all__ = ["create_app", "build_services", "bootstrap_models"]

@@ -1,18 +1,47 @@
-"""`oml serve`: run the HTTP server with uvicorn."""
+"""`oml serve`: run the HTTP server with uvicorn; every flag also reads an `OML_*` environment variable."""
 
 import argparse
-import os
+import logging
+
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `serve` subcommand."""
-    parser = subparsers.add_parser("serve", help="start the HTTP server")
-    parser.add_argument("--data-dir", default=os.environ.get("OML_DATA_DIR", "data"))
-    parser.add_argument("--models-dir", default=os.environ.get("OML_MODELS_DIR", "models"))
-    parser.add_argument("--host", default=os.environ.get("OML_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("OML_PORT", "8000")))
-    parser.add_argument("--api-key", default=os.environ.get("OML_API_KEY"))
+    parser = subparsers.add_parser(
+        "serve", help="start the HTTP server",
+        description="Serve galleries over HTTP. Flags left out fall back to OML_<FLAG> environment variables "
+                    "(e.g. OML_MAX_BATCH_SIZE), then to the defaults of server.settings.Settings.")
+    parser.add_argument("--data-dir", help="galleries and jobs (OML_DATA_DIR, default ./data)")
+    parser.add_argument("--models-dir", help="model versions: <dir>/<name>/<version>/ (OML_MODELS_DIR, default ./models)")
+    parser.add_argument("--host", help="bind address (OML_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (OML_PORT, default 8000)")
+    parser.add_argument("--api-key", help="key required by write endpoints (OML_API_KEY; none: open)")
+    parser.add_argument("--protect-search", action="store_const", const=True,
+                        help="search needs the API key too (OML_PROTECT_SEARCH)")
+    parser.add_argument("--max-batch-size", type=int, help="micro-batch size; 1 turns batching off (OML_MAX_BATCH_SIZE)")
+    parser.add_argument("--max-wait-ms", type=float, help="longest wait to fill a micro-batch (OML_MAX_WAIT_MS)")
+    parser.add_argument("--max-upload-bytes", type=int, help="largest request body (OML_MAX_UPLOAD_BYTES)")
+    parser.add_argument("--max-text-chars", type=int, help="longest text (OML_MAX_TEXT_CHARS)")
+    parser.add_argument("--max-k", type=int, help="largest k of a search (OML_MAX_K)")
+    parser.add_argument("--sync-items-limit", type=int,
+                        help="item batches up to this size are indexed before the reply (OML_SYNC_ITEMS_LIMIT)")
+    parser.add_argument("--watch-interval-s", type=float,
+                        help="seconds between scans of the models folder; 0 turns watching off (OML_WATCH_INTERVAL_S)")
+    parser.add_argument("--num-threads", type=int, help="ONNX Runtime threads per model (OML_NUM_THREADS)")
+    parser.add_argument("--bootstrap-model", help="model exported when the models folder is empty "
+                                                  "(OML_BOOTSTRAP_MODEL, default minilm_l6; '' for none)")
     parser.set_defaults(func=_serve)
+
+
+def settings_from_args(args: argparse.Namespace):
+    """Settings from the parsed flags, falling back to the environment."""
+    from server.settings import Settings
+
+    names = ("data_dir", "models_dir", "host", "port", "api_key", "protect_search", "max_batch_size", "max_wait_ms",
+             "max_upload_bytes", "max_text_chars", "max_k", "sync_items_limit", "watch_interval_s", "num_threads",
+             "bootstrap_model")
+    return Settings.from_env(**{name: getattr(args, name, None) for name in names})
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -20,5 +49,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     from server.app import create_app
 
-    uvicorn.run(create_app(), host=args.host, port=args.port)
+    settings = settings_from_args(args)
+    logger.info("serving on http://%s:%s (data %s, models %s, batching %s x %.1f ms, API key %s)", settings.host,
+                settings.port, settings.data_dir, settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
+                "on" if settings.api_key else "off")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0

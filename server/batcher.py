@@ -1,0 +1,157 @@
+"""Micro-batching: concurrent queries for one model version are gathered into one ONNX Runtime call."""
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Sequence
+
+import numpy as np
+
+from server.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+EmbedFn = Callable[[List[Any]], np.ndarray]
+
+
+@dataclass
+class _Pending:
+    inputs: List[Any]
+    future: asyncio.Future
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    """Gathers queued requests until `max_batch_size` inputs or `max_wait_ms` have passed, then embeds them at once.
+
+    The ONNX call runs in `executor`, off the event loop; each caller gets back only its own rows.
+    With `max_batch_size=1` every request is embedded alone (batching off).
+    """
+
+    def __init__(self, label: str, embed_fn: EmbedFn, executor: Executor, max_batch_size: int = 32,
+                 max_wait_ms: float = 3.0, metrics: Optional[ServerMetrics] = None):
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self.label = label
+        self.embed_fn = embed_fn
+        self.executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_ms / 1000.0
+        self.metrics = metrics
+        self._queue: Optional[asyncio.Queue] = None
+        self._worker: Optional[asyncio.Task] = None
+        self._carry: Optional[_Pending] = None
+        self._closed = False
+
+    async def embed(self, inputs: Sequence[Any]) -> np.ndarray:
+        """Embed `inputs` (texts or decoded images), sharing the model call with concurrent requests."""
+        if self._closed:
+            raise RuntimeError(f"batcher {self.label} is closed")
+        if not inputs:
+            raise ValueError("nothing to embed")
+        self._ensure_worker()
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(list(inputs), future))
+        return await future
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._queue = self._queue or asyncio.Queue()
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name=f"batcher-{self.label}")
+
+    async def close(self) -> None:
+        """Stop the worker; requests still queued fail with a clear error."""
+        self._closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except (asyncio.CancelledError, Exception):
+                pass
+        pending = [self._carry] if self._carry else []
+        while self._queue is not None and not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        for item in pending:
+            if not item.future.done():
+                item.future.set_exception(RuntimeError(f"model {self.label} was unloaded"))
+
+    async def _next(self, timeout: Optional[float]) -> Optional[_Pending]:
+        if self._carry is not None:
+            item, self._carry = self._carry, None
+            return item
+        if timeout is None:
+            return await self._queue.get()
+        if timeout <= 0:
+            try:
+                return self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return None
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    async def _gather(self) -> List[_Pending]:
+        first = await self._next(None)
+        batch, count = [first], len(first.inputs)
+        deadline = time.perf_counter() + self.max_wait_s
+        while count < self.max_batch_size:
+            item = await self._next(deadline - time.perf_counter())
+            if item is None:
+                break
+            if count + len(item.inputs) > self.max_batch_size:
+                self._carry = item
+                break
+            batch.append(item)
+            count += len(item.inputs)
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._gather()
+            batch = [item for item in batch if not item.future.done()]
+            if not batch:
+                continue
+            started = time.perf_counter()
+            inputs = [x for item in batch for x in item.inputs]
+            if self.metrics is not None:
+                self.metrics.batch_size.labels(self.label).observe(len(inputs))
+                for item in batch:
+                    self.metrics.queue_wait.labels(self.label).observe(started - item.enqueued_at)
+            try:
+                embeddings = await loop.run_in_executor(self.executor, self.embed_fn, inputs)
+            except Exception as error:
+                await self._fail_or_retry_alone(batch, error)
+                continue
+            if self.metrics is not None:
+                self.metrics.inference_time.labels(self.label).observe(time.perf_counter() - started)
+            offset = 0
+            for item in batch:
+                rows = embeddings[offset:offset + len(item.inputs)]
+                offset += len(item.inputs)
+                if not item.future.done():
+                    item.future.set_result(rows)
+
+    async def _fail_or_retry_alone(self, batch: List[_Pending], error: Exception) -> None:
+        """One bad request must not fail its neighbours: retry each request of a failed batch on its own."""
+        if len(batch) == 1:
+            if not batch[0].future.done():
+                batch[0].future.set_exception(error)
+            return
+        logger.info("batch of %d requests for %s failed (%s); retrying them one by one", len(batch), self.label, error)
+        loop = asyncio.get_running_loop()
+        for item in batch:
+            try:
+                rows = await loop.run_in_executor(self.executor, self.embed_fn, item.inputs)
+            except Exception as single_error:
+                if not item.future.done():
+                    item.future.set_exception(single_error)
+            else:
+                if not item.future.done():
+                    item.future.set_result(rows)
+
+
+__all__ = ["MicroBatcher"]

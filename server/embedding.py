@@ -1,0 +1,47 @@
+"""Query embedding through one micro-batcher per model version, plus direct embedding for indexing writes."""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from server.batcher import MicroBatcher
+from server.metrics import ServerMetrics
+from server.model_registry import ModelRegistry
+from server.settings import Settings
+
+
+class QueryEmbedder:
+    """Embeds queries with a given model version; concurrent queries share ONNX Runtime calls."""
+
+    def __init__(self, registry: ModelRegistry, settings: Settings, metrics: ServerMetrics):
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+        self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inference")
+        self._batchers: Dict[Tuple[str, int], MicroBatcher] = {}
+
+    def _embed_now(self, name: str, version: int, inputs: List[Any]) -> np.ndarray:
+        return self.registry.get_extractor(name, version).embed(inputs)
+
+    def batcher(self, name: str, version: int) -> MicroBatcher:
+        key = (name, version)
+        if key not in self._batchers:
+            self._batchers[key] = MicroBatcher(
+                f"{name}:v{version}", partial(self._embed_now, name, version), self.executor,
+                max_batch_size=self.settings.max_batch_size, max_wait_ms=self.settings.max_wait_ms,
+                metrics=self.metrics)
+        return self._batchers[key]
+
+    async def embed(self, name: str, version: int, inputs: Sequence[Any]) -> np.ndarray:
+        """Embed texts or decoded images with name/version, batched with other concurrent queries."""
+        return await self.batcher(name, version).embed(inputs)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(batcher.close() for batcher in self._batchers.values()))
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = ["QueryEmbedder"]

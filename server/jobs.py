@@ -1,0 +1,118 @@
+"""Background indexing jobs: state and progress kept in SQLite so they outlive the process.
+
+A job record says how many items are done; an item counts as done only after the gallery committed it, so what a
+job reports is never lost. After a restart, jobs that were queued or running show `interrupted`.
+"""
+
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+logger = logging.getLogger(__name__)
+
+JOBS_FILE = "jobs.sqlite3"
+FINAL_STATES = ("done", "failed", "interrupted")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    gallery TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    done INTEGER NOT NULL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+)
+"""
+
+ProgressFn = Callable[[int], None]
+
+
+class JobNotFound(LookupError):
+    """No job with that id."""
+
+
+class JobStore:
+    """Job records in `<data_dir>/jobs.sqlite3`; a single background thread runs the jobs one after another."""
+
+    def __init__(self, data_dir: Path):
+        self.path = Path(data_dir) / JOBS_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-job")
+        with self._lock, closing(self._connect()) as db:
+            db.execute(_SCHEMA)
+            interrupted = db.execute(
+                "UPDATE jobs SET state='interrupted', error='server stopped while the job ran; items counted as "
+                "done are stored, the rest were not indexed', updated_at=? WHERE state IN ('queued', 'running')",
+                (time.time(),)).rowcount
+        if interrupted:
+            logger.warning("%d indexing job(s) were interrupted by the last shutdown", interrupted)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    def _update(self, job_id: str, **values: Any) -> None:
+        values["updated_at"] = time.time()
+        assignments = ", ".join(f"{key}=?" for key in values)
+        with self._lock, closing(self._connect()) as db:
+            db.execute(f"UPDATE jobs SET {assignments} WHERE id=?", (*values.values(), job_id))
+
+    def submit(self, gallery: str, total: int, work: Callable[[ProgressFn], None], kind: str = "index") -> str:
+        """Record a queued job and run `work(progress)` in the background; `progress(n)` reports items done."""
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        with self._lock, closing(self._connect()) as db:
+            db.execute("INSERT INTO jobs VALUES (?, ?, ?, 'queued', ?, 0, NULL, ?, ?)",
+                       (job_id, gallery, kind, total, now, now))
+        self._executor.submit(self._run, job_id, work)
+        return job_id
+
+    def _run(self, job_id: str, work: Callable[[ProgressFn], None]) -> None:
+        self._update(job_id, state="running")
+        started = time.perf_counter()
+        try:
+            work(lambda done: self._update(job_id, done=done))
+        except Exception as error:
+            logger.error("job %s failed: %s", job_id, error)
+            self._update(job_id, state="failed", error=f"{type(error).__name__}: {error}")
+            return
+        self._update(job_id, state="done")
+        logger.info("job %s done in %.1f s", job_id, time.perf_counter() - started)
+
+    def get(self, job_id: str) -> Dict[str, Any]:
+        with closing(self._connect()) as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise JobNotFound(f"unknown job {job_id!r}")
+        return _record(row)
+
+    def list(self, limit: int = 100) -> List[Dict[str, Any]]:
+        with closing(self._connect()) as db:
+            db.row_factory = sqlite3.Row
+            rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_record(row) for row in rows]
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _record(row: sqlite3.Row) -> Dict[str, Any]:
+    record = dict(row)
+    record["progress"] = record["done"] / record["total"] if record["total"] else 1.0
+    return record
+
+
+__all__ = ["JobStore", "JobNotFound", "JOBS_FILE", "FINAL_STATES"]

@@ -1,0 +1,67 @@
+"""Request body size limit: 413 JSON for bodies over `max_bytes`, whether announced or streamed."""
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.errors import error_body
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over `max_bytes` with 413 before the app reads them into memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _refuse(self, send: Send, size_text: str) -> None:
+        body = json.dumps(error_body(f"request body {size_text} is over the limit of {self.max_bytes} bytes",
+                                     "payload_too_large")).encode("utf-8")
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    announced = int(value)
+                except ValueError:
+                    announced = 0
+                if announced > self.max_bytes:
+                    await self._refuse(send, f"of {announced} bytes")
+                    return
+        state = {"received": 0, "exceeded": False, "started": False}
+
+        async def limited_receive() -> Message:
+            if state["exceeded"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_bytes:
+                    state["exceeded"] = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if state["exceeded"]:
+                return
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not state["exceeded"]:
+                raise
+        if state["exceeded"] and not state["started"]:
+            await self._refuse(send, f"of more than {self.max_bytes} bytes (streamed)")
+
+
+__all__ = ["BodySizeLimitMiddleware"]

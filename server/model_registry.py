@@ -1,0 +1,412 @@
+"""Model registry: finds model versions on disk, loads and checks them, hot-swaps the active version.
+
+Layout: `models/<name>/<version>/` (an artifact folder with `manifest.json`), and `models/<name>/ACTIVE` holding
+the active version number, written atomically so the choice survives restarts.
+"""
+
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
+
+import numpy as np
+
+from server.metrics import ServerMetrics
+
+logger = logging.getLogger(__name__)
+
+ACTIVE_FILE = "ACTIVE"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PROBE_TEXT = "a probe sentence to check that the model answers"
+
+
+class ModelNotFound(LookupError):
+    """No such model, or no such version of it."""
+
+
+class GalleryBindings(Protocol):
+    """What the registry needs from the galleries: which galleries use a model, and re-embedding them."""
+
+    def bound_galleries(self, model_name: str) -> List[Tuple[str, int]]:
+        """(gallery name, model version) of every gallery holding embeddings of `model_name`."""
+
+    def reembed_gallery(self, gallery_name: str, extractor: Any) -> None:
+        """Re-embed the gallery's stored items with `extractor` into a shadow index, then swap."""
+
+
+@dataclass
+class VersionState:
+    """What the registry knows about one version folder."""
+
+    version: int
+    path: Path
+    state: str = "available"  # available | loading | reembedding | ready | failed
+    error: Optional[str] = None
+    modality: Optional[str] = None
+    embedding_size: Optional[int] = None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"version": self.version, "state": self.state, "error": self.error, "modality": self.modality,
+                "embedding_size": self.embedding_size}
+
+
+@dataclass
+class ModelState:
+    name: str
+    versions: Dict[int, VersionState]
+    active_version: Optional[int] = None
+
+
+def load_extractor(path: Path, num_threads: Optional[int]) -> Any:
+    """Load an artifact folder with ONNX Runtime (GPU when available, else CPU)."""
+    from oml.inference import OnnxExtractor
+
+    return OnnxExtractor.load(path, device="auto", num_threads=num_threads)
+
+
+def probe_extractor(extractor: Any, expected_size: int) -> None:
+    """Embed one probe input and check the output: shape (1, embedding_size), finite values."""
+    if extractor.modality == "text":
+        output = extractor.embed_texts([PROBE_TEXT])
+    else:
+        from PIL import Image
+
+        output = extractor.embed_images([Image.new("RGB", (64, 64), (127, 90, 200))])
+    output = np.asarray(output)
+    if output.ndim != 2 or output.shape[0] != 1:
+        raise ValueError(f"probe embedding has shape {output.shape}, expected (1, {expected_size})")
+    if output.shape[1] != expected_size:
+        raise ValueError(f"probe embedding has size {output.shape[1]} but the manifest says {expected_size}")
+    if not np.all(np.isfinite(output)):
+        raise ValueError("probe embedding holds NaN or infinite values")
+
+
+def write_active_version(model_dir: Path, version: int) -> None:
+    """Atomically write `model_dir/ACTIVE`."""
+    fd, tmp = tempfile.mkstemp(prefix=".ACTIVE.", dir=str(model_dir))
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"{version}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, model_dir / ACTIVE_FILE)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_active_version(model_dir: Path) -> Optional[int]:
+    try:
+        return int((model_dir / ACTIVE_FILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+class ModelRegistry:
+    """Keeps the loaded extractors of every model version in use and runs activations in the background.
+
+    Queries embed with the version a gallery's embeddings were made with, so old versions stay loaded until no
+    gallery uses them and they are not active.
+    """
+
+    def __init__(self, models_dir: Path, num_threads: Optional[int] = None, metrics: Optional[ServerMetrics] = None,
+                 loader: Callable[[Path, Optional[int]], Any] = load_extractor):
+        self.models_dir = Path(models_dir)
+        self.num_threads = num_threads
+        self.metrics = metrics
+        self.loader = loader
+        self.bindings: Optional[GalleryBindings] = None
+        self._models: Dict[str, ModelState] = {}
+        self._extractors: Dict[Tuple[str, int], Any] = {}
+        self._lock = threading.RLock()
+        self._load_locks: Dict[Tuple[str, int], threading.Lock] = {}
+        self._activations = ThreadPoolExecutor(max_workers=1, thread_name_prefix="activation")
+        self._activation_futures: Dict[str, Future] = {}
+        self._watcher: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self.started = threading.Event()
+
+    # ----- discovery -----
+
+    def scan(self) -> List[Tuple[str, int]]:
+        """Look at the models folder; returns (name, version) of version folders not seen before."""
+        new: List[Tuple[str, int]] = []
+        if not self.models_dir.is_dir():
+            return new
+        for model_dir in sorted(self.models_dir.iterdir()):
+            if not model_dir.is_dir() or not NAME_PATTERN.match(model_dir.name):
+                continue
+            for version_dir in model_dir.iterdir():
+                if not (version_dir.is_dir() and version_dir.name.isdigit() and (version_dir / "manifest.json").exists()):
+                    continue
+                version = int(version_dir.name)
+                with self._lock:
+                    model = self._models.setdefault(model_dir.name, ModelState(model_dir.name, {}))
+                    if version in model.versions:
+                        continue
+                    model.versions[version] = self._describe(model_dir.name, version, version_dir)
+                new.append((model_dir.name, version))
+        return new
+
+    def _describe(self, name: str, version: int, path: Path) -> VersionState:
+        from oml.artifact import ModelManifest
+
+        state = VersionState(version=version, path=path)
+        try:
+            manifest = ModelManifest.load(path)
+        except Exception as error:  # any unreadable manifest makes the version unusable, named in its status
+            state.state, state.error = "failed", f"bad manifest: {error}"
+            return state
+        state.modality, state.embedding_size = manifest.modality, int(manifest.embedding_size)
+        if manifest.name != name or int(manifest.version) != version:
+            state.state = "failed"
+            state.error = (f"manifest says {manifest.name} v{manifest.version} but the folder is "
+                           f"{name}/{version}")
+        return state
+
+    # ----- start-up and watching -----
+
+    def start(self, watch_interval_s: float = 0.0) -> None:
+        """Scan, load the active version of every model (falling back to the newest good one), start the watcher."""
+        self.scan()
+        for name in self.model_names():
+            self._load_initial(name)
+        self.started.set()
+        if watch_interval_s > 0:
+            self._watcher = threading.Thread(target=self._watch, args=(watch_interval_s,), daemon=True,
+                                             name="models-watcher")
+            self._watcher.start()
+
+    def _load_initial(self, name: str) -> None:
+        model = self._models[name]
+        persisted = read_active_version(self.models_dir / name)
+        candidates = sorted(model.versions, reverse=True)
+        if persisted in model.versions:
+            candidates.remove(persisted)
+            candidates.insert(0, persisted)
+        for version in candidates:
+            if model.versions[version].state == "failed":
+                continue
+            try:
+                self._load_and_check(name, version)
+            except Exception:
+                continue
+            with self._lock:
+                model.active_version = version
+            if persisted != version:
+                write_active_version(self.models_dir / name, version)
+                logger.info("model %s: version %s is active (ACTIVE file said %s)", name, version, persisted)
+            else:
+                logger.info("model %s: version %s is active", name, version)
+            self._publish_version(name)
+            return
+        logger.error("model %s: no version could be loaded", name)
+
+    def _watch(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.poll_once()
+            except Exception:
+                logger.exception("models watcher failed to scan %s", self.models_dir)
+
+    def poll_once(self) -> List[Tuple[str, int]]:
+        """One watcher step: activate each new version newer than its model's active one."""
+        new = self.scan()
+        for name, version in new:
+            model = self._models[name]
+            if model.versions[version].state == "failed":
+                logger.error("model %s: new version %s refused: %s", name, version, model.versions[version].error)
+                continue
+            if model.active_version is None or version > model.active_version:
+                logger.info("model %s: new version %s found in %s, activating", name, version, self.models_dir)
+                self.activate(name, version)
+        return new
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
+        self._activations.shutdown(wait=False, cancel_futures=True)
+
+    # ----- lookups -----
+
+    def model_names(self) -> List[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    def model(self, name: str) -> ModelState:
+        with self._lock:
+            if name not in self._models:
+                raise ModelNotFound(f"unknown model {name!r}; known models: {', '.join(sorted(self._models)) or 'none'}")
+            return self._models[name]
+
+    def active_version(self, name: str) -> int:
+        model = self.model(name)
+        if model.active_version is None:
+            raise ModelNotFound(f"model {name!r} has no usable version")
+        return model.active_version
+
+    def version_state(self, name: str, version: int) -> VersionState:
+        model = self.model(name)
+        with self._lock:
+            if version not in model.versions:
+                raise ModelNotFound(f"model {name!r} has no version {version}; versions: {sorted(model.versions)}")
+            return model.versions[version]
+
+    def is_ready(self) -> bool:
+        """True once start-up finished and every model with versions has a loaded active version."""
+        if not self.started.is_set():
+            return False
+        with self._lock:
+            if not self._models:
+                return False
+            return all(m.active_version is not None and (m.name, m.active_version) in self._extractors
+                       for m in self._models.values())
+
+    def describe(self) -> List[Dict[str, Any]]:
+        """Every model with its versions, states and active version."""
+        with self._lock:
+            result = []
+            for name in sorted(self._models):
+                model = self._models[name]
+                active = model.versions.get(model.active_version) if model.active_version is not None else None
+                versions = []
+                for version in sorted(model.versions):
+                    entry = model.versions[version].as_dict()
+                    entry["loaded"] = (name, version) in self._extractors
+                    entry["active"] = version == model.active_version
+                    versions.append(entry)
+                result.append({"name": name, "active_version": model.active_version,
+                               "modality": active.modality if active else None,
+                               "embedding_size": active.embedding_size if active else None,
+                               "versions": versions})
+            return result
+
+    # ----- loading -----
+
+    def get_extractor(self, name: str, version: int) -> Any:
+        """The loaded extractor of name/version, loading (and checking) it first if needed."""
+        with self._lock:
+            extractor = self._extractors.get((name, version))
+        if extractor is not None:
+            return extractor
+        return self._load_and_check(name, version)
+
+    def _load_and_check(self, name: str, version: int) -> Any:
+        state = self.version_state(name, version)
+        with self._lock:
+            load_lock = self._load_locks.setdefault((name, version), threading.Lock())
+        with load_lock:
+            with self._lock:
+                if (name, version) in self._extractors:
+                    return self._extractors[(name, version)]
+            if state.state == "failed" and state.error:
+                raise RuntimeError(f"model {name} v{version} failed its checks: {state.error}")
+            previous = state.state
+            state.state, state.error = "loading", None
+            started = time.perf_counter()
+            try:
+                extractor = self.loader(state.path, self.num_threads)
+                if extractor.embedding_size != state.embedding_size:
+                    raise ValueError(f"loaded model has embedding size {extractor.embedding_size}, "
+                                     f"manifest says {state.embedding_size}")
+                probe_extractor(extractor, int(state.embedding_size))
+            except Exception as error:
+                state.state, state.error = "failed", f"{type(error).__name__}: {error}"
+                logger.error("model %s v%s refused: %s", name, version, state.error)
+                raise RuntimeError(f"model {name} v{version} failed its checks: {state.error}") from error
+            with self._lock:
+                self._extractors[(name, version)] = extractor
+                state.state = "ready" if previous != "reembedding" else previous
+            if self.metrics is not None:
+                self.metrics.model_loaded.labels(name, str(version)).set(1)
+            logger.info("model %s v%s loaded and checked in %.1f s (%s, size %s)", name, version,
+                        time.perf_counter() - started, state.modality, state.embedding_size)
+            return extractor
+
+    def _publish_version(self, name: str) -> None:
+        if self.metrics is not None and self._models[name].active_version is not None:
+            self.metrics.model_version.labels(name).set(self._models[name].active_version)
+
+    # ----- activation -----
+
+    def activate(self, name: str, version: int) -> Future:
+        """Start activating name/version in the background: load, probe, re-embed bound galleries, swap."""
+        state = self.version_state(name, version)
+        with self._lock:
+            if state.state == "failed":
+                state.state, state.error = "available", None  # an explicit request retries a failed version
+            running = self._activation_futures.get(name)
+            if running is not None and not running.done() and getattr(running, "version", None) == version:
+                return running
+            future = self._activations.submit(self._activate_now, name, version)
+            future.version = version  # type: ignore[attr-defined]
+            self._activation_futures[name] = future
+            return future
+
+    def activation_in_progress(self, name: str) -> Optional[int]:
+        future = self._activation_futures.get(name)
+        if future is not None and not future.done():
+            return getattr(future, "version", None)
+        return None
+
+    def _activate_now(self, name: str, version: int) -> None:
+        model = self.model(name)
+        state = model.versions[version]
+        try:
+            extractor = self._load_and_check(name, version)
+            state.state = "reembedding"
+            self._reembed_bound(name, version, extractor)
+            with self._lock:
+                model.active_version = version
+            write_active_version(self.models_dir / name, version)
+            self._reembed_bound(name, version, extractor)  # galleries created while the first pass ran
+            state.state = "ready"
+        except Exception as error:
+            if state.state != "failed":
+                state.state, state.error = "failed", f"{type(error).__name__}: {error}"
+            logger.error("model %s: activation of version %s failed, version %s keeps serving: %s",
+                         name, version, model.active_version, state.error)
+            self._release_unused(name)
+            raise
+        logger.info("model %s: version %s is now active", name, version)
+        self._publish_version(name)
+        self._release_unused(name)
+
+    def _reembed_bound(self, name: str, version: int, extractor: Any) -> None:
+        if self.bindings is None:
+            return
+        for gallery_name, gallery_version in self.bindings.bound_galleries(name):
+            if gallery_version == version:
+                continue
+            started = time.perf_counter()
+            logger.info("gallery %s: re-embedding with %s v%s (was v%s)", gallery_name, name, version,
+                        gallery_version)
+            self.bindings.reembed_gallery(gallery_name, extractor)
+            logger.info("gallery %s: now on %s v%s (%.1f s)", gallery_name, name, version,
+                        time.perf_counter() - started)
+
+    def _release_unused(self, name: str) -> None:
+        """Unload versions of `name` that are neither active nor used by a gallery."""
+        in_use = {v for _, v in self.bindings.bound_galleries(name)} if self.bindings is not None else set()
+        with self._lock:
+            model = self._models[name]
+            for (model_name, version) in list(self._extractors):
+                if model_name == name and version != model.active_version and version not in in_use:
+                    del self._extractors[(model_name, version)]
+                    if model.versions[version].state == "ready":
+                        model.versions[version].state = "available"
+                    if self.metrics is not None:
+                        self.metrics.model_loaded.labels(name, str(version)).set(0)
+                    logger.info("model %s v%s unloaded: no gallery uses it", name, version)
+
+
+__all__ = ["ModelRegistry", "ModelNotFound", "GalleryBindings", "VersionState", "ACTIVE_FILE",
+           "read_active_version", "write_active_version", "probe_extractor"]

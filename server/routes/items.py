@@ -1,0 +1,101 @@
+"""Adding items (JSON texts or multipart images) and deleting them."""
+
+from typing import Any, List
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from server.body import content_kind, form_files, form_text, parse_json_list, parse_json_model, read_form
+from server.dependencies import Services, get_services, require_api_key
+from server.errors import InvalidInputError, ModalityMismatchError
+from server.inputs import check_text, decode_image
+from server.schemas import NAME_REGEX, DeletedResponse, ErrorResponse, ItemMeta, ItemsAccepted, ItemsRequest
+
+router = APIRouter(prefix="/galleries/{name}/items", tags=["items"])
+
+ITEMS_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ItemsRequest"},
+                                 "example": ItemsRequest.model_config["json_schema_extra"]["example"]},
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["files"],
+                "properties": {
+                    "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                              "description": "image files (image galleries)"},
+                    "items": {"type": "string", "description":
+                              'JSON list, one entry per file in order: [{"key": "a", "label": 1, "payload": {}}]; '
+                              "without it the file names are the keys"}}}},
+        },
+    }
+}
+
+
+def _check_unique(keys: List[str]) -> None:
+    seen = set()
+    for key in keys:
+        if key in seen:
+            raise InvalidInputError(f"key {key!r} appears twice in one request", code="duplicate_key")
+        seen.add(key)
+
+
+@router.post("", response_model=ItemsAccepted, openapi_extra=ITEMS_BODY, dependencies=[Depends(require_api_key)],
+             summary="Add or replace items: small batches are indexed before the reply, large ones become a job",
+             responses={202: {"model": ItemsAccepted, "description": "a background job was started"},
+                        400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
+                        415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+async def add_items(request: Request, name: str = Path(pattern=NAME_REGEX),
+                    services: Services = Depends(get_services)) -> JSONResponse:
+    from indexing import Item
+
+    settings, galleries = services.settings, services.galleries
+    kind = content_kind(request)
+    binding = await run_in_threadpool(galleries.binding, name)
+    inputs: List[Any]
+    if kind == "json":
+        body = parse_json_model(await request.body(), ItemsRequest)
+        if binding.modality != "text":
+            raise ModalityMismatchError(f"gallery {name!r} holds images; send multipart/form-data with image files "
+                                        "under 'files' and an optional 'items' JSON part")
+        _check_unique([entry.key for entry in body.items])
+        inputs = [check_text(entry.text, settings.max_text_chars, f"items[{i}].text")
+                  for i, entry in enumerate(body.items)]
+        items = [Item(key=entry.key, label=entry.label, text=entry.text, payload=entry.payload) for entry in body.items]
+    else:
+        form = await read_form(request, settings.max_upload_bytes)
+        if binding.modality != "image":
+            raise ModalityMismatchError(f"gallery {name!r} holds texts; send JSON "
+                                        '{"items": [{"key": ..., "text": ...}]} instead of files')
+        files = await form_files(form, "files")
+        if not files:
+            raise InvalidInputError("no image files under the multipart field 'files'", code="no_files")
+        raw_meta = form_text(form, "items")
+        metas = parse_json_list(raw_meta, ItemMeta, "items") if raw_meta else [ItemMeta(key=n) for n, _ in files]
+        if len(metas) != len(files):
+            raise InvalidInputError(f"'items' has {len(metas)} entries but {len(files)} files were sent",
+                                    code="invalid_request")
+        _check_unique([meta.key for meta in metas])
+        decoded = await run_in_threadpool(
+            lambda: [decode_image(data, filename, settings.max_image_pixels) for filename, data in files])
+        paths = await run_in_threadpool(
+            lambda: [galleries.store_image(name, meta.key, image.data, image.suffix)
+                     for meta, image in zip(metas, decoded)])
+        items = [Item(key=meta.key, label=meta.label, path=str(path), payload=meta.payload)
+                 for meta, path in zip(metas, paths)]
+        inputs = [image.image for image in decoded]
+    if len(items) <= settings.sync_items_limit:
+        count = await run_in_threadpool(galleries.add_items, name, items, inputs)
+        reply = ItemsAccepted(gallery=name, indexed=len(items), keys=[item.key for item in items], count=count)
+        return JSONResponse(reply.model_dump())
+    job_id = galleries.start_items_job(name, items)
+    return JSONResponse(ItemsAccepted(gallery=name, indexed=0, job_id=job_id).model_dump(), status_code=202)
+
+
+@router.delete("/{key}", response_model=DeletedResponse, dependencies=[Depends(require_api_key)],
+               summary="Delete one item by key", responses={404: {"model": ErrorResponse}})
+async def delete_item(key: str = Path(min_length=1, max_length=512), name: str = Path(pattern=NAME_REGEX),
+                      services: Services = Depends(get_services)) -> DeletedResponse:
+    await run_in_threadpool(services.galleries.delete_item, name, key)
+    return DeletedResponse(deleted=key)

@@ -1,0 +1,185 @@
+"""Request and response models of the REST API; their examples make /docs the API reference."""
+
+from typing import Any, Dict, List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+
+NAME_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+TLabel = Union[StrictInt, StrictStr, None]
+
+
+class ErrorResponse(BaseModel):
+    """Every 4xx/5xx reply."""
+
+    detail: str = Field(description="what went wrong, in a sentence")
+    error: str = Field(description="short machine-readable code")
+    model_config = ConfigDict(json_schema_extra={"example": {"detail": "unknown gallery 'books'", "error": "not_found"}})
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    models: Dict[str, Optional[int]] = Field(description="model name -> active version (null: none usable yet)")
+    model_config = ConfigDict(json_schema_extra={"example": {"ready": True, "models": {"minilm_l6": 1}}})
+
+
+class ModelVersionInfo(BaseModel):
+    version: int
+    state: str = Field(description="available | loading | reembedding | ready | failed")
+    error: Optional[str] = Field(None, description="why the version was refused, when state is failed")
+    modality: Optional[str] = None
+    embedding_size: Optional[int] = None
+    loaded: bool
+    active: bool
+
+
+class ModelInfo(BaseModel):
+    name: str
+    active_version: Optional[int]
+    modality: Optional[str]
+    embedding_size: Optional[int]
+    activating_version: Optional[int] = Field(None, description="version being activated in the background, if any")
+    versions: List[ModelVersionInfo]
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "name": "minilm_l6", "active_version": 1, "modality": "text", "embedding_size": 384,
+        "activating_version": None,
+        "versions": [{"version": 1, "state": "ready", "error": None, "modality": "text", "embedding_size": 384,
+                      "loaded": True, "active": True}]}})
+
+
+class ModelsResponse(BaseModel):
+    models: List[ModelInfo]
+
+
+class ActivateRequest(BaseModel):
+    version: StrictInt = Field(ge=1, description="version folder number under models/<name>/")
+    model_config = ConfigDict(json_schema_extra={"example": {"version": 2}})
+
+
+class ActivateResponse(BaseModel):
+    name: str
+    version: int
+    state: str = Field(description="'active' if already active, else 'activating' (poll GET /models)")
+    model_config = ConfigDict(json_schema_extra={"example": {"name": "minilm_l6", "version": 2,
+                                                             "state": "activating"}})
+
+
+class GalleryCreate(BaseModel):
+    name: str = Field(pattern=NAME_REGEX, description="letters, digits, '_', '-', '.'; up to 64 characters")
+    model: str = Field(pattern=NAME_REGEX, description="model name; the gallery uses its active version")
+    index: str = Field("exact", min_length=1, max_length=100,
+                       description="'exact' or a FAISS factory string such as 'Flat', 'HNSW32', 'IVF1024,Flat'")
+    model_config = ConfigDict(json_schema_extra={"example": {"name": "packages", "model": "minilm_l6",
+                                                             "index": "exact"}})
+
+
+class GalleryInfo(BaseModel):
+    name: str
+    model: str
+    model_version: int
+    modality: str
+    embedding_size: int
+    index: str
+    count: int
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "name": "packages", "model": "minilm_l6", "model_version": 1, "modality": "text", "embedding_size": 384,
+        "index": "exact", "count": 3}})
+
+
+class GalleriesResponse(BaseModel):
+    galleries: List[GalleryInfo]
+
+
+class ItemIn(BaseModel):
+    key: str = Field(min_length=1, max_length=512, description="unique key within the gallery; re-sending replaces")
+    text: Optional[str] = Field(None, description="the text to embed (text galleries)")
+    label: TLabel = Field(None, description="optional class label, integer or string")
+    payload: Dict[str, Any] = Field(default_factory=dict, description="any JSON object, returned with every hit")
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemsRequest(BaseModel):
+    items: List[ItemIn] = Field(min_length=1)
+    model_config = ConfigDict(json_schema_extra={"example": {"items": [
+        {"key": "vim", "text": "Vi IMproved - enhanced vi editor", "label": "editors", "payload": {"section": "editors"}},
+        {"key": "curl", "text": "command line tool for transferring data with URL syntax", "label": "web"}]}})
+
+
+class ItemMeta(BaseModel):
+    """Per-file metadata of a multipart image upload, in the same order as the files."""
+
+    key: str = Field(min_length=1, max_length=512)
+    label: TLabel = None
+    payload: Dict[str, Any] = Field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid")
+
+
+class ItemsAccepted(BaseModel):
+    """Reply to adding items: `indexed` when done before the reply, else a `job_id` to poll."""
+
+    gallery: str
+    indexed: int = Field(description="items indexed before this reply (0 when a job was started)")
+    keys: List[str] = Field(default_factory=list, description="keys indexed before this reply")
+    job_id: Optional[str] = Field(None, description="background job indexing the items; poll GET /jobs/{id}")
+    count: Optional[int] = Field(None, description="gallery size after indexing (when indexed synchronously)")
+    model_config = ConfigDict(json_schema_extra={"example": {"gallery": "packages", "indexed": 2,
+                                                             "keys": ["vim", "curl"], "job_id": None, "count": 2}})
+
+
+class DeletedResponse(BaseModel):
+    deleted: str
+
+
+class JobInfo(BaseModel):
+    id: str
+    gallery: str
+    kind: str
+    state: str = Field(description="queued | running | done | failed | interrupted")
+    total: int
+    done: int = Field(description="items stored so far; these survive a crash")
+    progress: float
+    error: Optional[str]
+    created_at: float
+    updated_at: float
+
+
+class SearchRequest(BaseModel):
+    text: Optional[str] = Field(None, description="one query text")
+    texts: Optional[List[str]] = Field(None, min_length=1, description="several query texts")
+    k: StrictInt = Field(10, description="neighbours per query (1..max_k)")
+    rerank: bool = Field(False, description="refine the top-k with the configured postprocessor")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"text": "text editor", "k": 3}})
+
+    @model_validator(mode="after")
+    def _exactly_one_query_field(self) -> "SearchRequest":
+        if (self.text is None) == (self.texts is None):
+            raise ValueError("send exactly one of 'text' or 'texts'")
+        return self
+
+
+class HitOut(BaseModel):
+    key: str
+    label: TLabel
+    distance: float
+    payload: Dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    gallery: str
+    model: str
+    model_version: int = Field(description="the model version that embedded the queries and the gallery")
+    results: List[List[HitOut]] = Field(description="one list of hits per query, nearest first")
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "gallery": "packages", "model": "minilm_l6", "model_version": 1,
+        "results": [[{"key": "vim", "label": "editors", "distance": 0.91, "payload": {"section": "editors"}}]]}})
+
+
+__all__ = [
+    "NAME_REGEX", "ErrorResponse", "HealthResponse", "ReadyResponse", "ModelVersionInfo", "ModelInfo", "ModelsResponse",
+    "ActivateRequest", "ActivateResponse", "GalleryCreate", "GalleryInfo", "GalleriesResponse", "ItemIn",
+    "ItemsRequest", "ItemMeta", "ItemsAccepted", "DeletedResponse", "JobInfo", "SearchRequest", "HitOut",
+    "SearchResponse",
+]
