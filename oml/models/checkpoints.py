@@ -30,11 +30,16 @@ def read_checkpoint(path: Union[str, Path]) -> TStateDict:
 
         return dict(load_file(str(path)))
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Lightning checkpoints may pickle hyper-parameters of arbitrary types; only load files you trust.
-        LOGGER.warning("%s holds more than tensors; loading it with full unpickling", path)
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            if "weights only" not in str(e).lower():
+                raise
+            # Lightning checkpoints may pickle hyper-parameters of arbitrary types; only load files you trust.
+            LOGGER.warning("%s holds more than tensors; loading it with full unpickling", path)
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointKeysError(f"Cannot read checkpoint {path}: it is not a PyTorch checkpoint ({e})") from e
     if not isinstance(ckpt, dict):
         raise CheckpointKeysError(f"Checkpoint {path} holds a {type(ckpt).__name__}, not a state dict")
     for wrapper_key in ("state_dict", "model"):
