@@ -237,7 +237,10 @@ def make_mock_images_folder(dataset_root: Optional[Union[str, Path]] = None, che
             if _is_complete(root, check_md5):  # another process finished first
                 return root
             stale = root.parent / f".{root.name}.stale-{uuid.uuid4().hex[:8]}"
-            os.rename(root, stale)
+            try:
+                os.rename(root, stale)
+            except FileNotFoundError:  # another process moved the damaged folder first
+                pass
             shutil.rmtree(stale, ignore_errors=True)
         try:
             os.rename(tmp, root)
