@@ -82,7 +82,8 @@ class ExactIndex(IIndex):
 
         top_n = min(k, self._size)
         found_distances, found_positions, _ = batched_knn_qg(
-            embeddings_query=queries, embeddings_gallery=self._vectors[: self._size], top_n=top_n, bs=self.batch_size
+            embeddings_query=queries, embeddings_gallery=self._vectors[: self._size], top_n=top_n, bs=self.batch_size,
+            check_finite=False,
         )
         gallery_ids = self._ids[: self._size]
         for row, (row_distances, row_positions) in enumerate(zip(found_distances, found_positions)):
