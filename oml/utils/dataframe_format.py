@@ -70,6 +70,8 @@ def parse_bool_column(df: pd.DataFrame, column: str, rows: Optional[pd.Series] =
     """
     values = df[column]
     mask = pd.Series(True, index=df.index) if rows is None else rows
+    if pd.api.types.is_bool_dtype(values) and not values.isna().any():
+        return values.to_numpy(dtype=bool) & mask.to_numpy(dtype=bool)
     parsed = np.zeros(len(df), dtype=bool)
     bad = pd.Series(False, index=df.index)
     for pos, (value, needed) in enumerate(zip(values.to_numpy(dtype=object), mask.to_numpy())):

@@ -75,10 +75,8 @@ def default_mock_dataset_root() -> Path:
 
 
 def _regular_polygon(cx: float, cy: float, radius: float, sides: int, angle: float) -> List[Tuple[float, float]]:
-    return [
-        (cx + radius * math.cos(angle + 2 * math.pi * k / sides), cy + radius * math.sin(angle + 2 * math.pi * k / sides))
-        for k in range(sides)
-    ]
+    angles = [angle + 2 * math.pi * k / sides for k in range(sides)]
+    return [(cx + radius * math.cos(a), cy + radius * math.sin(a)) for a in angles]
 
 
 def _star(cx: float, cy: float, radius: float, angle: float) -> List[Tuple[float, float]]:

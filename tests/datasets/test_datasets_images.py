@@ -210,3 +210,15 @@ def test_importing_datasets_does_not_pull_in_unrelated_heavy_modules() -> None:
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_datasets_survive_pickling_for_spawned_dataloader_workers(
+    small_omniglot_df: pd.DataFrame, omniglot_root: Path
+) -> None:
+    import pickle
+
+    df = small_omniglot_df.assign(is_query=True, is_gallery=True)
+    dataset = d.ImageQueryGalleryLabeledDataset(df, dataset_root=omniglot_root)
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert torch.equal(copy[2]["input_tensors"], dataset[2]["input_tensors"])
+    assert copy.get_query_ids().tolist() == dataset.get_query_ids().tolist()

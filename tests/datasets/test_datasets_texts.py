@@ -1,6 +1,7 @@
 """oml.datasets.texts with the real all-MiniLM-L6-v2 tokenizer and real Debian package descriptions."""
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,7 @@ def debian_df(shared_data_dir: Path) -> pd.DataFrame:
     ).reset_index(drop=True)
 
 
-def test_items_hold_minilm_token_ids_padded_to_max_length(debian_df: pd.DataFrame, minilm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_items_hold_minilm_token_ids_padded_to_max_length(debian_df: pd.DataFrame, minilm_tokenizer: Any) -> None:
     dataset = d.TextLabeledDataset(debian_df, tokenizer=minilm_tokenizer, max_length=32)
     item = dataset[0]
     tokens = item["input_tensors"]
@@ -49,7 +50,7 @@ def test_items_hold_minilm_token_ids_padded_to_max_length(debian_df: pd.DataFram
     assert item["category"] == debian_df.loc[0, "category"]
 
 
-def test_long_text_is_truncated_to_max_length(minilm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_long_text_is_truncated_to_max_length(minilm_tokenizer: Any) -> None:
     dataset = d.TextBaseDataset(["word " * 500], tokenizer=minilm_tokenizer, max_length=16)
     tokens = dataset[0]["input_tensors"]
     assert tokens["input_ids"].shape == (16,)
@@ -57,7 +58,7 @@ def test_long_text_is_truncated_to_max_length(minilm_tokenizer) -> None:  # type
     assert tokens["input_ids"][-1].item() == minilm_tokenizer.sep_token_id
 
 
-def test_string_labels_map_to_ints_with_categories(debian_df: pd.DataFrame, minilm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_string_labels_map_to_ints_with_categories(debian_df: pd.DataFrame, minilm_tokenizer: Any) -> None:
     dataset = d.TextLabeledDataset(debian_df, tokenizer=minilm_tokenizer)
     labels = dataset.get_labels()
     assert labels.dtype == np.int64 and sorted(set(labels.tolist())) == list(range(debian_df["label"].nunique()))
@@ -67,7 +68,7 @@ def test_string_labels_map_to_ints_with_categories(debian_df: pd.DataFrame, mini
     assert dataset.texts == debian_df["text"].tolist()
 
 
-def test_query_gallery_labeled_texts_batch_through_a_dataloader(debian_df: pd.DataFrame, minilm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_query_gallery_labeled_texts_batch_through_a_dataloader(debian_df: pd.DataFrame, minilm_tokenizer: Any) -> None:
     df = debian_df.copy()
     df.loc[0, "is_gallery"] = False
     dataset = d.TextQueryGalleryLabeledDataset(df, tokenizer=minilm_tokenizer, max_length=24)
@@ -80,14 +81,14 @@ def test_query_gallery_labeled_texts_batch_through_a_dataloader(debian_df: pd.Da
     assert batch["is_gallery"].tolist() == [False, True, True, True]
 
 
-def test_query_gallery_texts_need_no_labels(minilm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_query_gallery_texts_need_no_labels(minilm_tokenizer: Any) -> None:
     _, df_val = get_mock_texts_dataset()
     dataset = d.TextQueryGalleryDataset(df_val.drop(columns=["label"]), tokenizer=minilm_tokenizer)
     assert not isinstance(dataset, ILabeledDataset)
     assert set(dataset[0]) == {"input_tensors", "idx", "is_query", "is_gallery", "category"}
 
 
-def test_visualize_renders_the_text_framed_by_color(minilm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_visualize_renders_the_text_framed_by_color(minilm_tokenizer: Any) -> None:
     dataset = d.TextBaseDataset(["Real-time strategy game of ancient warfare", ""], tokenizer=minilm_tokenizer)
     picture = dataset.visualize(0, color=(0, 0, 255))
     assert picture.dtype == np.uint8 and picture.shape == (224 + 2 * FRAME, 224 + 2 * FRAME, 3)
@@ -98,21 +99,21 @@ def test_visualize_renders_the_text_framed_by_color(minilm_tokenizer) -> None:  
     assert (blank == 255).all()
 
 
-def test_nan_text_is_named_with_its_row(debian_df: pd.DataFrame, minilm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_nan_text_is_named_with_its_row(debian_df: pd.DataFrame, minilm_tokenizer: Any) -> None:
     df = debian_df.copy()
     df.loc[2, "text"] = None
     with pytest.raises(DataFrameFormatError, match=r"column 'text': missing values.*\[2\]"):
         d.TextLabeledDataset(df, tokenizer=minilm_tokenizer)
 
 
-def test_non_string_text_is_named_with_its_row(debian_df: pd.DataFrame, minilm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_non_string_text_is_named_with_its_row(debian_df: pd.DataFrame, minilm_tokenizer: Any) -> None:
     df = debian_df.astype({"text": object})
     df.loc[3, "text"] = 42
     with pytest.raises(DataFrameFormatError, match=r"column 'text': texts must be strings.*\[3\]"):
         d.TextLabeledDataset(df, tokenizer=minilm_tokenizer)
 
 
-def test_bad_constructor_arguments_are_rejected(minilm_tokenizer) -> None:  # type: ignore[no-untyped-def]
+def test_bad_constructor_arguments_are_rejected(minilm_tokenizer: Any) -> None:
     with pytest.raises(TypeError, match="not a single string"):
         d.TextBaseDataset("one text", tokenizer=minilm_tokenizer)
     with pytest.raises(TypeError, match="tokenizer must be callable"):
@@ -121,3 +122,11 @@ def test_bad_constructor_arguments_are_rejected(minilm_tokenizer) -> None:  # ty
         d.TextBaseDataset(["a", "b"], tokenizer=minilm_tokenizer, extra_data={"sequence": [1]})
     with pytest.raises(DataFrameFormatError, match=r"lacks required column\(s\) \['text'\]"):
         d.TextLabeledDataset(pd.DataFrame({"label": [1]}), tokenizer=minilm_tokenizer)
+
+
+def test_text_dataset_survives_pickling_for_dataloader_workers(debian_df: pd.DataFrame, minilm_tokenizer: Any) -> None:
+    import pickle
+
+    dataset = d.TextQueryGalleryLabeledDataset(debian_df, tokenizer=minilm_tokenizer, max_length=16)
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert torch.equal(copy[5]["input_tensors"]["input_ids"], dataset[5]["input_tensors"]["input_ids"])
