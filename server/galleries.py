@@ -190,6 +190,13 @@ class GalleryService:
         logger.info("gallery %s: job %s started for %d items", name, job_id, len(items))
         return job_id
 
+    def get_item(self, name: str, key: str) -> Dict[str, Any]:
+        item = self.gallery(name).get(key)
+        if item is None:
+            raise NotFoundError(f"gallery {name!r} has no item with key {key!r}")
+        return {"key": item.key, "label": item.label, "text": item.text, "has_file": item.path is not None,
+                "payload": item.payload}
+
     def delete_item(self, name: str, key: str) -> None:
         if not self.gallery(name).delete(key):
             raise NotFoundError(f"gallery {name!r} has no item with key {key!r}")

@@ -129,6 +129,19 @@ class ItemsAccepted(BaseModel):
                                                              "keys": ["vim", "curl"], "job_id": None, "count": 2}})
 
 
+class ItemOut(BaseModel):
+    """A stored item, as the gallery keeps it for re-embedding."""
+
+    key: str
+    label: TLabel
+    text: Optional[str] = Field(None, description="the stored text (text galleries)")
+    has_file: bool = Field(description="whether a copy of the uploaded image is kept (image galleries)")
+    payload: Dict[str, Any]
+    model_config = ConfigDict(json_schema_extra={"example": {"key": "vim", "label": "editors",
+                                                             "text": "Vi IMproved - enhanced vi editor",
+                                                             "has_file": False, "payload": {}}})
+
+
 class DeletedResponse(BaseModel):
     deleted: str
 
@@ -180,6 +193,6 @@ class SearchResponse(BaseModel):
 __all__ = [
     "NAME_REGEX", "ErrorResponse", "HealthResponse", "ReadyResponse", "ModelVersionInfo", "ModelInfo", "ModelsResponse",
     "ActivateRequest", "ActivateResponse", "GalleryCreate", "GalleryInfo", "GalleriesResponse", "ItemIn",
-    "ItemsRequest", "ItemMeta", "ItemsAccepted", "DeletedResponse", "JobInfo", "SearchRequest", "HitOut",
+    "ItemsRequest", "ItemMeta", "ItemsAccepted", "ItemOut", "DeletedResponse", "JobInfo", "SearchRequest", "HitOut",
     "SearchResponse",
 ]

@@ -10,7 +10,7 @@ from server.body import content_kind, form_files, form_text, parse_json_list, pa
 from server.dependencies import Services, get_services, require_api_key
 from server.errors import InvalidInputError, ModalityMismatchError
 from server.inputs import check_text, decode_image
-from server.schemas import NAME_REGEX, DeletedResponse, ErrorResponse, ItemMeta, ItemsAccepted, ItemsRequest
+from server.schemas import NAME_REGEX, DeletedResponse, ErrorResponse, ItemMeta, ItemOut, ItemsAccepted, ItemsRequest
 
 router = APIRouter(prefix="/galleries/{name}/items", tags=["items"])
 
@@ -91,6 +91,13 @@ async def add_items(request: Request, name: str = Path(pattern=NAME_REGEX),
         return JSONResponse(reply.model_dump())
     job_id = galleries.start_items_job(name, items)
     return JSONResponse(ItemsAccepted(gallery=name, indexed=0, job_id=job_id).model_dump(), status_code=202)
+
+
+@router.get("/{key}", response_model=ItemOut, summary="One stored item by key",
+            responses={404: {"model": ErrorResponse}})
+async def get_item(key: str = Path(min_length=1, max_length=512), name: str = Path(pattern=NAME_REGEX),
+                   services: Services = Depends(get_services)) -> ItemOut:
+    return ItemOut(**await run_in_threadpool(services.galleries.get_item, name, key))
 
 
 @router.delete("/{key}", response_model=DeletedResponse, dependencies=[Depends(require_api_key)],
