@@ -70,9 +70,10 @@ def test_checkpoint_with_missing_and_unexpected_keys_names_them(tiny_vit: ViTExt
 
 
 def test_dinov2_layout_checkpoint_is_converted_to_224_pixels(tmp_path: Path) -> None:
-    # the raw DINOv2 release: 518 px position embedding (37x37 grid), a mask token, layer scale
+    # the raw DINOv2 layout: a position embedding for another grid, a mask token, layer scale
     torch.manual_seed(0)
-    source = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=518)
+    # (a 7x7 grid here to stay small; the release has 37x37, for 518 px)
+    source = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=98)
     state = dict(source.state_dict())
     state["mask_token"] = torch.zeros(1, 384)
     torch.save(state, tmp_path / "dinov2_vits14_pretrain.pth")
