@@ -14,6 +14,7 @@ from oml.datasets.images import (
     ImageLabeledDataset,
     ImageQueryGalleryDataset,
     ImageQueryGalleryLabeledDataset,
+    ResizeNormalize,
     get_default_image_transform,
     get_retrieval_images_datasets,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "ImageLabeledDataset",
     "ImageQueryGalleryDataset",
     "ImageQueryGalleryLabeledDataset",
+    "ResizeNormalize",
     "TextBaseDataset",
     "TextLabeledDataset",
     "TextQueryGalleryDataset",

@@ -5,6 +5,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
+import torch
 from PIL import Image
 
 from oml.const import (
@@ -45,11 +46,39 @@ TTransform = Callable[[Image.Image], Any]
 DEFAULT_IMAGE_SIZE = 224
 
 
+class ResizeNormalize:
+    """PIL image -> (3, size, size) float32 tensor: bilinear resize, scale to [0, 1], normalise by `mean`/`std`.
+
+    The same numbers as torchvision's ``Compose([Resize((size, size)), ToTensor(), Normalize(mean, std)])``,
+    computed with NumPy: single-threaded, so it stays fast when many processes share few cores (the torch
+    version slows down by an order of magnitude there, its thread pools competing for the CPUs).
+    """
+
+    def __init__(self, size: int = DEFAULT_IMAGE_SIZE, mean: Sequence[float] = MEAN, std: Sequence[float] = STD):
+        if int(size) < 1:
+            raise ValueError(f"size must be positive, got {size}")
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean and std need 3 values each, std positive; got mean={mean}, std={std}")
+        self.size = int(size)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(v) for v in std)
+        self._shift = np.asarray(self.mean, dtype=np.float32) * 255.0
+        self._scale = np.asarray(self.std, dtype=np.float32) * 255.0
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        resized = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
+        pixels = (np.asarray(resized, dtype=np.float32) - self._shift) / self._scale
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, mean={self.mean}, std={self.std})"
+
+
 def get_default_image_transform(im_size: int = DEFAULT_IMAGE_SIZE) -> TTransform:
     """Resize to `im_size` x `im_size`, convert to a float tensor and normalise with ImageNet mean and std."""
-    from torchvision import transforms as T
-
-    return T.Compose([T.Resize((im_size, im_size)), T.ToTensor(), T.Normalize(mean=MEAN, std=STD)])
+    return ResizeNormalize(im_size, MEAN, STD)
 
 
 def _bboxes_to_array(bboxes: Optional[Sequence[TBBoxOrNone]], n_items: int) -> Optional[np.ndarray]:
@@ -312,6 +341,7 @@ def get_retrieval_images_datasets(
 
 __all__ = [
     "DEFAULT_IMAGE_SIZE",
+    "ResizeNormalize",
     "get_default_image_transform",
     "ImageBaseDataset",
     "ImageLabeledDataset",

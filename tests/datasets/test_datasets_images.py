@@ -222,3 +222,20 @@ def test_datasets_survive_pickling_for_spawned_dataloader_workers(
     copy = pickle.loads(pickle.dumps(dataset))
     assert torch.equal(copy[2]["input_tensors"], dataset[2]["input_tensors"])
     assert copy.get_query_ids().tolist() == dataset.get_query_ids().tolist()
+
+
+@pytest.mark.parametrize("size", [224, 64])
+def test_default_transform_equals_torchvision_resize_to_tensor_normalize(
+    small_omniglot_df: pd.DataFrame, omniglot_root: Path, mock_cache_dir: Path, size: int
+) -> None:
+    from oml.const import MEAN, STD
+    from oml.utils import get_mock_images_dataset
+
+    reference = T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize(MEAN, STD)])
+    ours = d.get_default_image_transform(size)
+    df_train, _ = get_mock_images_dataset(global_paths=True)
+    images = [imread_pil(omniglot_root / small_omniglot_df.loc[0, "path"]), imread_pil(df_train.loc[2, "path"])]
+    for image in images:
+        expected, got = reference(image), ours(image)
+        assert got.dtype == torch.float32 and got.shape == (3, size, size)
+        assert torch.allclose(got, expected, atol=1e-5)
