@@ -22,6 +22,9 @@ Image preprocessing (what ``get_transforms_for_pretrained`` builds and what the 
         "std": [0.229, 0.224, 0.225],  # and normalise channel-wise: (x - mean) / std.
     }
 
+Exactly (as torchvision's Resize + CenterCrop on PIL images do it): the longer side becomes
+``int(resize * longer / shorter)``; the crop's top-left corner is ``round((H - h) / 2), round((W - w) / 2)``.
+
 Text preprocessing::
 
     {
