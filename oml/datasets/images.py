@@ -315,7 +315,7 @@ def get_retrieval_images_datasets(
 ) -> Tuple[ImageLabeledDataset, ImageQueryGalleryLabeledDataset]:
     """Read `dataset_root / dataframe_name`, check its format and return (train, validation) datasets.
 
-    The validation dataset is None-free: a dataframe without validation rows raises.
+    A dataframe lacking either split raises `ValueError`.
     """
     dataset_root = Path(dataset_root)
     df = check_retrieval_dataframe_format(dataset_root / dataframe_name, dataset_root=dataset_root)
