@@ -1,0 +1,1 @@
+"""Plain functions behind the library: exact kNN, retrieval metrics."""
