@@ -25,6 +25,7 @@ from oml.export.graphs import (
     TextEmbeddingGraph,
     export_graph,
     image_dynamic_axes,
+    set_output_size,
     text_dynamic_axes,
     torch_embed,
 )
@@ -118,7 +119,11 @@ def export_extractor(
                 extractor, tokenizer, preprocessing, normalise, sample_texts
             )
             tokenizer.save_pretrained(str(build_dir / TOKENIZER_DIR))
-            export_graph(graph, parity_feeds, fp32_path, text_dynamic_axes(input_names), opset)
+            used = export_graph(graph, parity_feeds, fp32_path, text_dynamic_axes(input_names), opset)
+            if used != input_names:
+                input_names = graph.input_names = used
+                parity_feeds = {k: v for k, v in parity_feeds.items() if k in used}
+                check_feeds = [{k: v for k, v in f.items() if k in used} for f in check_feeds]
         else:
             graph, input_names, parity_feeds, check_feeds, pre = _prepare_image(
                 extractor, preprocessing, normalise, sample_images_
@@ -128,6 +133,7 @@ def export_extractor(
         reference = torch_embed(graph, parity_feeds).numpy()
         max_diff = check_parity(fp32_path, parity_feeds, reference)
         embedding_size = int(reference.shape[1])
+        set_output_size(fp32_path, embedding_size)
         all_metrics: Dict[str, Any] = {"parity_max_abs_diff": max_diff, **(metrics or {})}
 
         model_path = build_dir / MODEL_FILE

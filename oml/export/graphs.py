@@ -3,7 +3,7 @@
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -65,8 +65,9 @@ def export_graph(
     path: Path,
     dynamic_axes: Dict[str, Dict[int, str]],
     opset: int = DEFAULT_OPSET,
-) -> Path:
-    """Trace ``module`` with the TorchScript-based exporter (``dynamo=False``) into ``path``.
+) -> List[str]:
+    """Trace ``module`` with the TorchScript-based exporter (``dynamo=False``) into ``path``; return the graph's
+    input names (inputs the model never reads are dropped by the tracer).
 
     The legacy exporter is used because it needs no extra packages and handles the transformers encoders and timm
     models of the Zoo reliably; axes named in ``dynamic_axes`` stay symbolic in the graph.
@@ -87,8 +88,25 @@ def export_graph(
             do_constant_folding=True,
             dynamo=False,
         )
-    LOGGER.info("Exported ONNX graph (opset %d, inputs %s) to %s", opset, input_names, path)
-    return path
+    import onnx
+
+    kept = [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+    if kept != input_names:  # the tracer drops inputs the model never reads (e.g. token_type_ids)
+        LOGGER.info("The graph does not use inputs %s; they are left out", sorted(set(input_names) - set(kept)))
+    LOGGER.info("Exported ONNX graph (opset %d, inputs %s) to %s", opset, kept, path)
+    return kept
+
+
+def set_output_size(path: Path, embedding_size: int) -> None:
+    """Write the embedding size into the graph's output shape where the tracer left it symbolic."""
+    import onnx
+
+    model = onnx.load(str(path))
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    if len(dims) == 2 and dims[1].dim_value != embedding_size:
+        dims[1].Clear()
+        dims[1].dim_value = embedding_size
+        onnx.save(model, str(path))
 
 
 def text_dynamic_axes(input_names: Sequence[str]) -> Dict[str, Dict[int, str]]:
@@ -110,6 +128,7 @@ __all__ = [
     "TextEmbeddingGraph",
     "ImageEmbeddingGraph",
     "export_graph",
+    "set_output_size",
     "text_dynamic_axes",
     "image_dynamic_axes",
     "torch_embed",

@@ -1,0 +1,87 @@
+"""Real exported artifacts shared by the export and runtime tests: each is exported once per session."""
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+from typing import Callable, List
+
+import pytest
+import torch
+
+from oml.export import export_pretrained, export_timm
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def debian_texts(shared_data_dir: Path) -> List[str]:
+    """300 real one-line package descriptions, a fixed random sample."""
+    with open(shared_data_dir / "debian-packages" / "descriptions.tsv", encoding="utf-8") as f:
+        rows = [row["description"] for row in csv.DictReader(f, delimiter="\t")]
+    return random.Random(0).sample(rows, 300)
+
+
+@pytest.fixture(scope="session")
+def omniglot_paths(shared_data_dir: Path) -> List[Path]:
+    """12 real Omniglot drawings from 3 characters."""
+    root = shared_data_dir / "omniglot" / "images" / "Latin"
+    paths = []
+    for character in ("character01", "character02", "character03"):
+        paths.extend(sorted((root / character).glob("*.png"))[:4])
+    assert len(paths) == 12
+    return paths
+
+
+@pytest.fixture(scope="session")
+def minilm_fp32(models_dir: Path) -> Path:
+    return export_pretrained("minilm_l6", models_dir, version=1)
+
+
+@pytest.fixture(scope="session")
+def minilm_int8(models_dir: Path, debian_texts: List[str]) -> Path:
+    return export_pretrained("minilm_l6", models_dir, version=2, quantize="int8", sample_texts=debian_texts)
+
+
+@pytest.fixture(scope="session")
+def vit_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight vit_tiny_patch16_224 saved as a checkpoint file, to export through --weights PATH."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
+    path = tmp_path_factory.mktemp("ckpt") / "vit_tiny.pth"
+    torch.save({"state_dict": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def vit_tiny(models_dir: Path, vit_checkpoint: Path) -> Path:
+    return export_timm("vit_tiny_patch16_224", vit_checkpoint, models_dir, name="vit_tiny")
+
+
+@pytest.fixture(scope="session")
+def resnet18(models_dir: Path) -> Path:
+    return export_timm("resnet18", None, models_dir, name="resnet18")
+
+
+def _copy_artifact(src: Path, dst: Path, edit_manifest: Callable[[dict], None] = lambda m: None) -> Path:
+    """A copy of an artifact whose big files are symlinks to the original, with an edited manifest."""
+    dst.mkdir(parents=True)
+    for item in src.iterdir():
+        if item.name != "manifest.json":
+            os.symlink(item, dst / item.name)
+    manifest = json.loads((src / "manifest.json").read_text())
+    edit_manifest(manifest)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+@pytest.fixture
+def copy_artifact() -> Callable[..., Path]:
+    """`copy_artifact(src, dst, edit_manifest)`: a cheap copy of an artifact with its manifest edited."""
+    return _copy_artifact
