@@ -28,7 +28,9 @@ class _Collate:
         for item in items:
             if not isinstance(item, Mapping) or self.input_key not in item or self.index_key not in item:
                 got = sorted(item) if isinstance(item, Mapping) else type(item).__name__
-                raise TypeError(f"Dataset items must be dicts with {self.input_key!r} and {self.index_key!r}; got {got}")
+                raise TypeError(
+                    f"Dataset items must be dicts with {self.input_key!r} and {self.index_key!r}; got {got}"
+                )
         inputs = [item[self.input_key] for item in items]
         indices = torch.as_tensor([int(item[self.index_key]) for item in items], dtype=torch.long)
         if isinstance(inputs[0], torch.Tensor):

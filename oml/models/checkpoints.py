@@ -129,4 +129,11 @@ def load_weights(
     model.load_state_dict(fitted, strict=True)
 
 
-__all__ = ["CheckpointKeysError", "read_checkpoint", "find_common_prefix", "strip_prefix", "fit_state_dict", "load_weights"]
+__all__ = [
+    "CheckpointKeysError",
+    "read_checkpoint",
+    "find_common_prefix",
+    "strip_prefix",
+    "fit_state_dict",
+    "load_weights",
+]

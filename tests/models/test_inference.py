@@ -76,7 +76,9 @@ def test_image_embeddings_come_in_dataset_order(resnet: ResnetExtractor, omniglo
     assert torch.allclose(got, expected, atol=1e-5)
 
 
-def test_rows_follow_the_item_idx_and_workers_give_the_same(resnet: ResnetExtractor, omniglot_paths: List[Path]) -> None:
+def test_rows_follow_the_item_idx_and_workers_give_the_same(
+    resnet: ResnetExtractor, omniglot_paths: List[Path]
+) -> None:
     order = list(reversed(range(len(omniglot_paths))))
     permuted = PngDataset(omniglot_paths, get_image_transform(SMALL_IMAGES), order=order)
     plain = PngDataset(omniglot_paths, get_image_transform(SMALL_IMAGES))

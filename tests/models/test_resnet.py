@@ -33,7 +33,9 @@ def test_torchvision_checkpoint_gives_torchvision_outputs(
         assert torch.allclose(pooled(images), backbone(images).flatten(1), atol=1e-5)
 
 
-def test_gem_pooling_replaces_average_pooling(tv_resnet18: torch.nn.Module, images: torch.Tensor, tmp_path: Path) -> None:
+def test_gem_pooling_replaces_average_pooling(
+    tv_resnet18: torch.nn.Module, images: torch.Tensor, tmp_path: Path
+) -> None:
     torch.save(tv_resnet18.state_dict(), tmp_path / "tv.pth")
     gem = ResnetExtractor(tmp_path / "tv.pth", "resnet18", normalise_features=True, gem_p=3.0).eval()
     with torch.inference_mode():
@@ -44,14 +46,17 @@ def test_gem_pooling_replaces_average_pooling(tv_resnet18: torch.nn.Module, imag
     assert isinstance(gem.pool, GEM) and gem.pool.p == 3.0
 
 
-def test_moco_layout_takes_the_query_encoder(tv_resnet18: torch.nn.Module, images: torch.Tensor, tmp_path: Path,
-                                             file_server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_moco_layout_takes_the_query_encoder(
+    tv_resnet18: torch.nn.Module, images: torch.Tensor, file_server, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server, folder = file_server
     query = {f"module.encoder_q.{k}": v for k, v in tv_resnet18.state_dict().items() if not k.startswith("fc.")}
+    # the key encoder comes first and has the same shapes: only the entry's checkpoint_prefix picks the right one
     key = {f"module.encoder_k.{k}": torch.zeros_like(v) for k, v in tv_resnet18.state_dict().items()}
-    mlp_head = {"module.encoder_q.fc.0.weight": torch.zeros(512, 512), "module.encoder_q.fc.2.weight": torch.zeros(128, 512)}
-    torch.save({"epoch": 800, "arch": "resnet18", "state_dict": {**key, **query, **mlp_head, "module.queue": torch.zeros(128, 8)}},
-               folder / "moco.pth.tar")
+    mlp_head = {"module.encoder_q.fc.0.weight": torch.zeros(512, 512),
+                "module.encoder_q.fc.2.weight": torch.zeros(128, 512)}
+    state = {**key, **query, **mlp_head, "module.queue": torch.zeros(128, 8)}
+    torch.save({"epoch": 800, "arch": "resnet18", "state_dict": state}, folder / "moco.pth.tar")
     entry = dict(ResnetExtractor.pretrained_models["resnet50_moco_v2"], url=f"{server.base_url}/moco.pth.tar",
                  hash=None, fname="moco_test.pth.tar")
     entry["init_args"] = dict(entry["init_args"], arch="resnet18")

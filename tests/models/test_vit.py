@@ -65,7 +65,8 @@ def test_checkpoint_with_missing_and_unexpected_keys_names_them(tiny_vit: ViTExt
     state.pop("norm.weight")
     state["head.weight"] = torch.zeros(1000, 192)
     torch.save(state, tmp_path / "broken.pth")
-    with pytest.raises(CheckpointKeysError, match=r"1 missing keys \[norm\.weight\].*1 unexpected keys \[head\.weight\]"):
+    expected = r"1 missing keys \[norm\.weight\].*1 unexpected keys \[head\.weight\]"
+    with pytest.raises(CheckpointKeysError, match=expected):
         ViTExtractor(tmp_path / "broken.pth", "vitt16", normalise_features=False)
 
 

@@ -54,7 +54,8 @@ def test_public_image_entries_use_the_real_release_urls() -> None:
     assert dino["url"] == "https://dl.fbaipublicfiles.com/dino/dino_deitsmall16_pretrain/dino_deitsmall16_pretrain.pth"
     assert dino["hash"] == "md5:cf0f22"
     r50 = ResnetExtractor.pretrained_models["resnet50_imagenet1k_v1"]
-    assert r50["url"] == "https://download.pytorch.org/models/resnet50-0676ba61.pth" and r50["hash"] == "sha256:0676ba61"
+    assert r50["url"] == "https://download.pytorch.org/models/resnet50-0676ba61.pth"
+    assert r50["hash"] == "sha256:0676ba61"
 
 
 def test_names_are_unique_across_classes() -> None:
