@@ -1,10 +1,12 @@
 """The FastAPI application factory: `create_app(settings)` wires services, routers, errors and metrics."""
 
+import importlib
+import json
 import logging
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional
 
 from fastapi import FastAPI
 
@@ -45,6 +47,30 @@ def bootstrap_models(models_dir: Path, model_name: Optional[str]) -> None:
     logger.info("exported %s to %s", model_name, path)
 
 
+def load_postprocessor(spec: Optional[str], args_json: Optional[str]) -> Optional[Any]:
+    """Build the `IRetrievalPostprocessor` named `module:factory` (e.g. `oml.retrieval:ConstantThresholding`),
+    called with the keyword arguments in `args_json`; None when `spec` is None."""
+    if spec is None:
+        return None
+    from oml.interfaces.retrieval import IRetrievalPostprocessor
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"postprocessor must look like 'package.module:factory', got {spec!r}")
+    try:
+        kwargs = json.loads(args_json) if args_json else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"postprocessor arguments are not valid JSON: {error}") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"postprocessor arguments must be a JSON object, got {args_json!r}")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    postprocessor = factory(**kwargs)
+    if not isinstance(postprocessor, IRetrievalPostprocessor):
+        raise ValueError(f"{spec} built a {type(postprocessor).__name__}, not an IRetrievalPostprocessor")
+    logger.info("search rerank uses %r", postprocessor)
+    return postprocessor
+
+
 def _start_models(services: Services) -> None:
     settings = services.settings
     try:
@@ -66,7 +92,8 @@ def build_services(settings: Settings) -> Services:
     gallery_service = GalleryService(settings, registry, job_store, metrics)
     registry.bindings = gallery_service
     embedder = QueryEmbedder(registry, settings, metrics)
-    postprocessor = settings.extra.get("postprocessor")
+    postprocessor = settings.extra.get("postprocessor") or load_postprocessor(settings.postprocessor,
+                                                                              settings.postprocessor_args)
     return Services(settings=settings, metrics=metrics, registry=registry, galleries=gallery_service, jobs=job_store,
                     embedder=embedder, postprocessor=postprocessor,
                     searcher=Searcher(gallery_service, embedder, settings, postprocessor))

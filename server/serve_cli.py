@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-threads", type=int, help="ONNX Runtime threads per model (OML_NUM_THREADS)")
     parser.add_argument("--bootstrap-model", help="model exported when the models folder is empty "
                                                   "(OML_BOOTSTRAP_MODEL, default minilm_l6; '' for none)")
+    parser.add_argument("--postprocessor", help="'package.module:factory' building the IRetrievalPostprocessor used "
+                                                "when a search asks rerank=true (OML_POSTPROCESSOR; none: 501)")
+    parser.add_argument("--postprocessor-args", help="JSON keyword arguments for it (OML_POSTPROCESSOR_ARGS)")
     parser.set_defaults(func=_serve)
 
 
@@ -40,7 +43,7 @@ def settings_from_args(args: argparse.Namespace):
 
     names = ("data_dir", "models_dir", "host", "port", "api_key", "protect_search", "max_batch_size", "max_wait_ms",
              "max_upload_bytes", "max_text_chars", "max_k", "sync_items_limit", "watch_interval_s", "num_threads",
-             "bootstrap_model")
+             "bootstrap_model", "postprocessor", "postprocessor_args")
     return Settings.from_env(**{name: getattr(args, name, None) for name in names})
 
 

@@ -43,6 +43,8 @@ class Settings:
     watch_interval_s: float = 2.0
     num_threads: Optional[int] = None
     bootstrap_model: Optional[str] = DEFAULT_MODEL_NAME
+    postprocessor: Optional[str] = None
+    postprocessor_args: Optional[str] = None
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -52,6 +54,8 @@ class Settings:
             self.api_key = None
         if self.bootstrap_model == "":
             self.bootstrap_model = None
+        if self.postprocessor == "":
+            self.postprocessor = None
         for name in ("max_batch_size", "max_upload_bytes", "max_image_pixels", "max_text_chars", "max_k",
                      "max_texts_per_query", "job_chunk_size"):
             if int(getattr(self, name)) < 1:
