@@ -83,7 +83,7 @@ def inference(
 
     >>> from oml.inference import inference
     >>> embeddings = inference(extractor, dataset, batch_size=64, num_workers=2, verbose=True)  # doctest: +SKIP
-    >>> embeddings.shape  # (len(dataset), extractor.feat_dim)  # doctest: +SKIP
+    >>> embeddings.shape  # (len(dataset), extractor.feat_dim) # doctest: +SKIP
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")

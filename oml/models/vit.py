@@ -50,7 +50,7 @@ class ViTExtractor(PretrainedMixin, IExtractor):
     >>> model = ViTExtractor(weights=None, arch="vitt16", normalise_features=True).eval()
     >>> model.extract(torch.randn(2, 3, 224, 224)).shape
     torch.Size([2, 192])
-    >>> model = ViTExtractor.from_pretrained("vits16_dino")  # doctest: +SKIP (downloads)
+    >>> model = ViTExtractor.from_pretrained("vits16_dino")  # downloads  # doctest: +SKIP
     """
 
     constructors = VIT_ARCHS

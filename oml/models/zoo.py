@@ -41,7 +41,7 @@ PyPI, offline) or ``"hf:<owner>/<repo>"`` (files fetched into the cache folder, 
 
 import importlib
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Type, TypeVar, Union
+from typing import Any, Dict, Sequence, Type, TypeVar, Union
 
 from oml.const import MEAN, STD
 
@@ -142,11 +142,6 @@ class PretrainedMixin:
         return cls(weights=name, **init_args)  # type: ignore[call-arg]
 
 
-def list_entries(classes: List[type]) -> List[Tuple[str, type]]:
-    """``(name, class)`` for every Zoo entry of the given classes, in declaration order."""
-    return [(name, klass) for klass in classes for name in getattr(klass, "pretrained_models", {})]
-
-
 def entry_preprocessing(entry: Dict[str, Any]) -> Dict[str, Any]:
     """A copy of an entry's preprocessing dict (so callers can write it into a manifest and edit it safely)."""
     return {k: (list(v) if isinstance(v, list) else v) for k, v in entry["preprocessing"].items()}
@@ -161,6 +156,5 @@ __all__ = [
     "text_preprocessing",
     "bundled_package_dir",
     "PretrainedMixin",
-    "list_entries",
     "entry_preprocessing",
 ]
