@@ -8,6 +8,7 @@ from torchvision import transforms as T
 
 from oml.models.zoo import IMAGE_INTERPOLATIONS
 from oml.registry.models import get_pretrained_entry
+from oml.utils.images import imread_pil
 
 TImageReader = Callable[[Union[str, Path]], Image.Image]
 
@@ -17,19 +18,7 @@ _PIL_INTERPOLATION = {
     "nearest": T.InterpolationMode.NEAREST,
 }
 
-
-def _read_rgb(path: Union[str, Path]) -> Image.Image:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {str(path)!r}")
-    with Image.open(path) as image:
-        return image.convert("RGB")
-
-
-try:  # the datasets' reader, when present, so both decode images the same way
-    from oml.utils.images import imread_pil as imread_rgb
-except ImportError:  # pragma: no cover - only before oml.utils.images exists
-    imread_rgb = _read_rgb
+imread_rgb: TImageReader = imread_pil  # the datasets' reader, so training and serving decode images alike
 
 
 def get_image_transform(preprocessing: Dict[str, Any]) -> Callable[[Image.Image], Any]:
