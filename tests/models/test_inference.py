@@ -100,6 +100,12 @@ def test_text_embeddings_match_direct_batches(
     assert "Inference" in capsys.readouterr().err  # the progress bar
 
 
+def test_package_re_exports_the_function() -> None:
+    import oml.inference
+
+    assert oml.inference.inference is inference
+
+
 def test_training_mode_is_restored(resnet: ResnetExtractor, omniglot_paths: List[Path]) -> None:
     resnet.train()
     try:
