@@ -58,6 +58,14 @@ class GalleryService:
             self._open[name] = gallery
             return gallery
 
+    def cached_binding(self, name: str) -> Optional[Binding]:
+        """The binding of an already open gallery without touching files, else None."""
+        gallery = self._open.get(name)
+        if gallery is None:
+            return None
+        manifest = gallery.manifest
+        return Binding(manifest.model_name, int(manifest.model_version), manifest.modality)
+
     def binding(self, name: str) -> Binding:
         manifest = self.gallery(name).manifest
         return Binding(manifest.model_name, int(manifest.model_version), manifest.modality)

@@ -1,52 +1,91 @@
 """The query path: check k, embed with the gallery's model version (micro-batched), search, optionally rerank."""
 
-from typing import Any, List, Optional, Sequence
+from functools import partial
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
+from server.batcher import MicroBatcher
 from server.embedding import QueryEmbedder
 from server.errors import InvalidInputError, NotImplementedApiError, UnavailableError
-from server.schemas import HitOut, SearchResponse
 from server.settings import Settings
 
 SWAP_RETRIES = 3
 
 
+class VersionChanged(RuntimeError):
+    """The gallery switched model version between embedding the queries and searching."""
+
+
 class Searcher:
-    """Answers searches so that the query and the gallery are always embedded by the same model version."""
+    """Answers searches so that the query and the gallery are always embedded by the same model version.
+
+    Both stages are micro-batched: queries for one model version share an ONNX Runtime call, and queries for one
+    gallery share an index search (one matrix product instead of one per request).
+    """
 
     def __init__(self, galleries: Any, embedder: QueryEmbedder, settings: Settings, postprocessor: Optional[Any] = None):
         self.galleries = galleries
         self.embedder = embedder
         self.settings = settings
         self.postprocessor = postprocessor
+        self._search_batchers: Dict[Tuple[str, int], MicroBatcher] = {}
+
+    async def binding(self, gallery_name: str) -> Any:
+        """The gallery's model binding; opening a gallery reads files, so only that runs in a thread."""
+        cached = self.galleries.cached_binding(gallery_name)
+        return cached if cached is not None else await run_in_threadpool(self.galleries.binding, gallery_name)
 
     async def modality(self, gallery_name: str) -> str:
-        return (await run_in_threadpool(self.galleries.binding, gallery_name)).modality
+        return (await self.binding(gallery_name)).modality
 
     def check_k(self, k: int) -> None:
         if k < 1 or k > self.settings.max_k:
             raise InvalidInputError(f"k must be between 1 and {self.settings.max_k}, got {k}", code="invalid_k")
 
-    async def search(self, gallery_name: str, queries: Sequence[Any], k: int, rerank: bool) -> SearchResponse:
+    def _search_now(self, gallery_name: str, version: int, inputs: List[Tuple[np.ndarray, int]]) -> List[List[Any]]:
+        queries = np.stack([row for row, _ in inputs])
+        hits = self.galleries.search(gallery_name, queries, max(k for _, k in inputs), version)
+        if hits is None:
+            raise VersionChanged(f"gallery {gallery_name!r} is no longer on version {version}")
+        return [row[:k] for row, (_, k) in zip(hits, inputs)]
+
+    def _search_batcher(self, gallery_name: str, version: int) -> MicroBatcher:
+        key = (gallery_name, version)
+        if key not in self._search_batchers:
+            self._search_batchers[key] = MicroBatcher(
+                f"search:{gallery_name}:v{version}", partial(self._search_now, gallery_name, version),
+                self.embedder.executor, max_batch_size=self.settings.max_batch_size, max_wait_ms=0.0)
+        return self._search_batchers[key]
+
+    async def search(self, gallery_name: str, queries: Sequence[Any], k: int, rerank: bool) -> JSONResponse:
         """Embed `queries` and return the k nearest items per query."""
         self.check_k(k)
         if rerank and self.postprocessor is None:
             raise NotImplementedApiError("rerank is not available: no reranking postprocessor is configured on this "
                                          "server yet; send rerank=false")
         for _ in range(SWAP_RETRIES):
-            binding = await run_in_threadpool(self.galleries.binding, gallery_name)
+            binding = await self.binding(gallery_name)
             embeddings = await self.embedder.embed(binding.model, binding.version, list(queries))
-            hits = await run_in_threadpool(self.galleries.search, gallery_name, embeddings, k, binding.version)
-            if hits is not None:
+            try:
+                hits = await self._search_batcher(gallery_name, binding.version).embed([(row, k) for row in embeddings])
                 break
+            except VersionChanged:
+                continue
         else:
             raise UnavailableError(f"gallery {gallery_name!r} kept switching model versions; retry the search")
         if rerank:
             hits = await run_in_threadpool(self.postprocess, gallery_name, embeddings, hits)
-        return SearchResponse(gallery=gallery_name, model=binding.model, model_version=binding.version,
-                              results=[[HitOut(key=h.key, label=h.label, distance=float(h.distance),
-                                               payload=h.payload) for h in row] for row in hits])
+        return JSONResponse({"gallery": gallery_name, "model": binding.model, "model_version": binding.version,
+                             "results": [[{"key": h.key, "label": h.label, "distance": float(h.distance),
+                                           "payload": h.payload} for h in row] for row in hits]})
+
+    def forget_gallery(self, gallery_name: str) -> None:
+        """Drop the search batchers of a deleted gallery."""
+        for key in [key for key in self._search_batchers if key[0] == gallery_name]:
+            self._search_batchers.pop(key)
 
     def postprocess(self, gallery_name: str, embeddings: Any, hits: List[List[Any]]) -> List[List[Any]]:
         """Hand the hits to the `IRetrievalPostprocessor` as `RetrievalResults` and map its answer back to hits."""

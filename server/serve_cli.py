@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--api-key", help="key required by write endpoints (OML_API_KEY; none: open)")
     parser.add_argument("--protect-search", action="store_const", const=True,
                         help="search needs the API key too (OML_PROTECT_SEARCH)")
+    parser.add_argument("--no-access-log", dest="access_log", action="store_const", const=False,
+                        help="do not log a line per request (OML_ACCESS_LOG=0)")
     parser.add_argument("--max-batch-size", type=int, help="micro-batch size; 1 turns batching off (OML_MAX_BATCH_SIZE)")
     parser.add_argument("--max-wait-ms", type=float, help="longest wait to fill a micro-batch (OML_MAX_WAIT_MS)")
     parser.add_argument("--max-upload-bytes", type=int, help="largest request body (OML_MAX_UPLOAD_BYTES)")
@@ -41,7 +43,7 @@ def settings_from_args(args: argparse.Namespace):
     """Settings from the parsed flags, falling back to the environment."""
     from server.settings import Settings
 
-    names = ("data_dir", "models_dir", "host", "port", "api_key", "protect_search", "max_batch_size", "max_wait_ms",
+    names = ("data_dir", "models_dir", "host", "port", "api_key", "protect_search", "access_log", "max_batch_size", "max_wait_ms",
              "max_upload_bytes", "max_text_chars", "max_k", "sync_items_limit", "watch_interval_s", "num_threads",
              "bootstrap_model", "postprocessor", "postprocessor_args")
     return Settings.from_env(**{name: getattr(args, name, None) for name in names})
@@ -56,5 +58,6 @@ def _serve(args: argparse.Namespace) -> int:
     logger.info("serving on http://%s:%s (data %s, models %s, batching %s x %.1f ms, API key %s)", settings.host,
                 settings.port, settings.data_dir, settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
                 "on" if settings.api_key else "off")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                access_log=settings.access_log)
     return 0

@@ -31,6 +31,7 @@ class Settings:
     port: int = 8000
     api_key: Optional[str] = None
     protect_search: bool = False
+    access_log: bool = True
     max_batch_size: int = 32
     max_wait_ms: float = 3.0
     max_upload_bytes: int = 10 * 1024 * 1024
@@ -85,7 +86,7 @@ class Settings:
 _INT_FIELDS = {"port", "max_batch_size", "max_upload_bytes", "max_image_pixels", "max_text_chars", "max_k",
                "max_texts_per_query", "sync_items_limit", "job_chunk_size", "num_threads"}
 _FLOAT_FIELDS = {"max_wait_ms", "watch_interval_s"}
-_BOOL_FIELDS = {"protect_search"}
+_BOOL_FIELDS = {"protect_search", "access_log"}
 
 
 def _parse(name: str, raw: str) -> Any:

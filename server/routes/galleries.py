@@ -39,4 +39,5 @@ async def get_gallery(name: str = Path(pattern=NAME_REGEX), services: Services =
 async def delete_gallery(name: str = Path(pattern=NAME_REGEX),
                          services: Services = Depends(get_services)) -> DeletedResponse:
     await run_in_threadpool(services.galleries.delete, name)
+    services.searcher.forget_gallery(name)
     return DeletedResponse(deleted=name)

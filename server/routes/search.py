@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from server.body import content_kind, form_files, form_text, parse_json_model, read_form
 from server.dependencies import Services, get_services, require_search_key
@@ -54,7 +55,7 @@ def _parse_k(value: object) -> int:
                         415: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
                         501: {"model": ErrorResponse, "description": "rerank asked but no reranker configured"}})
 async def search(request: Request, name: str = Path(pattern=NAME_REGEX),
-                 services: Services = Depends(get_services)) -> SearchResponse:
+                 services: Services = Depends(get_services)) -> JSONResponse:
     settings, searcher = services.settings, services.searcher
     kind = content_kind(request)
     modality = await searcher.modality(name)
