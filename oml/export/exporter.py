@@ -139,7 +139,7 @@ def export_extractor(
         model_path = build_dir / MODEL_FILE
         precision = "fp32"
         if quantize == "int8":
-            quantize_int8(fp32_path, model_path)
+            quantize_int8(fp32_path, model_path, calibration_feeds=check_feeds)
             all_metrics.update(check_compression(fp32_path, model_path, check_feeds, "int8", INT8_MIN_MEAN_COSINE))
             precision = "int8"
         elif fp16:

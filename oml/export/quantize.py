@@ -2,40 +2,145 @@
 used to judge them (mean cosine to fp32 and top-k neighbour agreement)."""
 
 import logging
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 LOGGER = logging.getLogger(__name__)
 
 INT8_MIN_MEAN_COSINE = 0.99
+SMOOTH_ALPHA = 0.65
 FP16_MIN_MEAN_COSINE = 0.999
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
-    """Dynamic int8 quantization of the graph's MatMul weights, per output channel.
+def quantize_int8(
+    fp32_path: Path,
+    int8_path: Path,
+    calibration_feeds: Optional[Sequence[Mapping[str, np.ndarray]]] = None,
+    smooth_alpha: float = SMOOTH_ALPHA,
+) -> Path:
+    """Dynamic int8 quantization of the graph's MatMul weights, per output channel, after activation smoothing.
 
-    Measured on MiniLM and 1,000 Debian descriptions (see benchmarks/extraction.py): per-tensor weights (the
-    `quantize_dynamic` default) give mean cosine 0.966 / 80% top-10 agreement; per-channel weights on MatMul only,
-    activation-by-activation MatMuls left in float, give >= 0.99 at the same speed. Activations are quantized per
-    tensor at run time (uint8), weights are signed int8.
+    With ``calibration_feeds``, `smooth_activations` first moves activation outliers into the weights (exact in
+    float), so that the per-tensor uint8 quantization of activations at run time loses less. Measured on MiniLM,
+    1,000 held-out Debian descriptions, against fp32 (mean cosine / top-10 neighbour agreement):
+
+    - per-tensor weights (the `quantize_dynamic` default): 0.966 / 80%;
+    - per-channel weights: 0.9935 / 90%;
+    - smoothing (alpha 0.65) + per-channel: 0.9967 / 92% calibrated on the 40 built-in sentences, 0.9975 / 93%
+      calibrated on 300 other Debian descriptions; alpha 0.5 or 0.8 do worse. Speed within noise of no smoothing.
+
+    Activation-by-activation MatMuls (attention scores) stay in float.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with _quiet_root_logger():  # the quantizer logs every skipped node at INFO on the root logger
-        quantize_dynamic(
-            str(fp32_path),
-        str(int8_path),
-            op_types_to_quantize=["MatMul", "Gemm"],
-            per_channel=True,
-            reduce_range=False,
-            weight_type=QuantType.QInt8,
-            extra_options={"MatMulConstBOnly": True},
-        )
-    LOGGER.info("Quantized %s to int8 (dynamic, per-channel MatMul weights) -> %s", fp32_path.name, int8_path)
+    with tempfile.TemporaryDirectory() as scratch:
+        source = Path(fp32_path)
+        if calibration_feeds:
+            source = smooth_activations(source, Path(scratch) / "smoothed.onnx", calibration_feeds, smooth_alpha)
+        with _quiet_root_logger():  # the quantizer logs every skipped node at INFO on the root logger
+            quantize_dynamic(
+                str(source),
+                str(int8_path),
+                op_types_to_quantize=["MatMul", "Gemm"],
+                per_channel=True,
+                reduce_range=False,
+                weight_type=QuantType.QInt8,
+                extra_options={"MatMulConstBOnly": True},
+            )
+    LOGGER.info("Quantized %s to int8 (dynamic, per-channel MatMul weights%s) -> %s", Path(fp32_path).name,
+                f", smoothing alpha {smooth_alpha}" if calibration_feeds else "", int8_path)
     return int8_path
+
+
+def smooth_activations(
+    src: Path, dst: Path, calibration_feeds: Sequence[Mapping[str, np.ndarray]], alpha: float = SMOOTH_ALPHA
+) -> Path:
+    """Per-channel rescaling of MatMul inputs and weights (the SmoothQuant idea), exact in float arithmetic.
+
+    For each activation X feeding MatMuls with constant weights W (k input channels), with a_k = max |X_k| over the
+    calibration batches and w_k = max |W_k,:| over those weights: s_k = a_k^alpha / w_k^(1 - alpha); the graph
+    then computes (X / s) @ (diag(s) W) through one inserted Mul per activation. Large-magnitude channels of X shrink,
+    so a single per-tensor activation scale fits the other channels better.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    weights = {init.name: init for init in model.graph.initializer}
+    consumers: Dict[str, List[Any]] = {}
+    for node in model.graph.node:
+        if node.op_type == "MatMul" and node.input[1] in weights and node.input[0] not in weights:
+            consumers.setdefault(node.input[0], []).append(node)
+    if not consumers:
+        onnx.save(model, str(dst))
+        return dst
+
+    act_max = _activation_channel_max(model, list(consumers), calibration_feeds)
+    new_initializers = []
+    muls: Dict[str, Any] = {}
+    for activation, nodes in consumers.items():
+        arrays = [numpy_helper.to_array(weights[n.input[1]]) for n in nodes]
+        if any(a.ndim != 2 or a.shape[0] != act_max[activation].shape[0] for a in arrays):
+            continue  # batched or mismatched weights: leave them alone
+        weight_max = np.max([np.abs(a).max(axis=1) for a in arrays], axis=0)
+        scale = np.maximum(act_max[activation], 1e-5) ** alpha / np.maximum(weight_max, 1e-5) ** (1.0 - alpha)
+        scale = np.clip(scale, 1e-3, 1e3).astype(np.float32)
+        smoothed = f"{activation}/smoothed"
+        inverse = f"{activation}/smooth_inverse"
+        new_initializers.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inverse))
+        muls[activation] = helper.make_node("Mul", [activation, inverse], [smoothed], name=f"{activation}/smooth")
+        for node, array in zip(nodes, arrays):
+            scaled_name = f"{node.input[1]}/smoothed/{node.name}"
+            new_initializers.append(numpy_helper.from_array((array * scale[:, None]).astype(np.float32), scaled_name))
+            node.input[0] = smoothed
+            node.input[1] = scaled_name
+
+    ordered = []
+    for node in model.graph.node:  # each Mul goes right before the first node that reads its output (topological)
+        for name in node.input:
+            if name.endswith("/smoothed") and name[: -len("/smoothed")] in muls:
+                mul = muls.pop(name[: -len("/smoothed")])
+                ordered.append(mul)
+        ordered.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(ordered)
+    model.graph.initializer.extend(new_initializers)
+    used = {name for node in model.graph.node for name in node.input}
+    kept = [init for init in model.graph.initializer if init.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    onnx.save(model, str(dst))
+    LOGGER.info("Smoothed %d MatMul input activations (alpha %.2f) on %d calibration batches",
+                len(consumers), alpha, len(calibration_feeds))
+    return dst
+
+
+def _activation_channel_max(model: Any, names: List[str], feeds: Sequence[Mapping[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+    """Max |value| per last-axis channel of the named intermediate tensors over all calibration batches."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    present = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in present:
+            probe.graph.output.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep intermediate names
+    options.log_severity_level = 3
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    maxima: Dict[str, np.ndarray] = {}
+    for feed in feeds:
+        for name, value in zip(names, session.run(names, dict(feed))):
+            channel_max = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
+            maxima[name] = channel_max if name not in maxima else np.maximum(maxima[name], channel_max)
+    return maxima
 
 
 @contextmanager
@@ -102,6 +207,7 @@ def compare_embeddings(reference: np.ndarray, candidate: np.ndarray, k: int = 10
 
 __all__ = [
     "quantize_int8",
+    "smooth_activations",
     "convert_fp16",
     "cosine_rows",
     "topk_agreement",
