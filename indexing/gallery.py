@@ -194,7 +194,7 @@ class Gallery:
                 raise
             LOGGER.warning("gallery %r: %s; rebuilding the index from the item store", self.manifest.name, error)
             self._rebuild_index()
-            self.save_index()
+            self._save_index_locked()
             return
         self._index = index
         self._index_revision = int(index.metadata.get("revision", 0))
@@ -260,10 +260,14 @@ class Gallery:
         """Write the index file (atomically) and forget the change-log entries it now reflects."""
         self._check_open()
         with self._lock.read():
-            revision = self._index_revision
-            self._index.metadata["revision"] = revision
-            self._index.save(self.folder / self.manifest.index_file)
-            self._unsaved_changes = 0
+            self._save_index_locked()
+
+    def _save_index_locked(self) -> None:
+        """`save_index` for a caller that already holds the lock (shared or exclusive)."""
+        revision = self._index_revision
+        self._index.metadata["revision"] = revision
+        self._index.save(self.folder / self.manifest.index_file)
+        self._unsaved_changes = 0
         self.store.prune_changes(revision)
 
     def close(self) -> None:

@@ -37,7 +37,7 @@ def write_index_file(path: TPath, description: Dict[str, Any], sections: Dict[st
             digest.update(chunk)
             handle.write(chunk)
         for array in sections.values():
-            data = memoryview(np.ascontiguousarray(array)).cast("B")
+            data = memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
             digest.update(data)
             handle.write(data)
         handle.write(digest.digest())
