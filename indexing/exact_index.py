@@ -22,12 +22,19 @@ class ExactIndex(IIndex):
     ([[10, 11, -1]], [0.0, 5.0])
     """
 
-    def __init__(self, dim: int, batch_size: int = 512, metadata: Optional[Dict[str, Any]] = None):
+    def __init__(
+        self,
+        dim: int,
+        batch_size: int = 512,
+        max_matrix_bytes: int = 256 * 2**20,
+        metadata: Optional[Dict[str, Any]] = None,
+    ):
         if dim < 1:
             raise ValueError(f"dim must be positive, got {dim}")
         self.spec = EXACT_SPEC
         self.dim = int(dim)
         self.batch_size = batch_size
+        self.max_matrix_bytes = max_matrix_bytes
         self.metadata = dict(metadata or {})
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
         self._ids = np.empty((0,), dtype=np.int64)
@@ -81,8 +88,10 @@ class ExactIndex(IIndex):
         from oml.functional.knn import batched_knn_qg
 
         top_n = min(k, self._size)
+        # queries per batch: at most `batch_size`, and a query-by-gallery distance matrix within `max_matrix_bytes`
+        batch_size = max(1, min(self.batch_size, self.max_matrix_bytes // (4 * self._size)))
         found_distances, found_positions, _ = batched_knn_qg(
-            embeddings_query=queries, embeddings_gallery=self._vectors[: self._size], top_n=top_n, bs=self.batch_size,
+            embeddings_query=queries, embeddings_gallery=self._vectors[: self._size], top_n=top_n, bs=batch_size,
             check_finite=False,
         )
         gallery_ids = self._ids[: self._size]

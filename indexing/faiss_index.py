@@ -26,6 +26,7 @@ _IVF_RE = re.compile(r"IVF(\d+)")
 _PQ_RE = re.compile(r"PQ(\d+)(?:x(\d+))?")
 _MIN_POINTS_PER_CENTROID = 39
 _DEFAULT_EF_SEARCH = 64
+_TRAIN_POINTS_PER_LIST = 100  # k-means sample: FAISS asks for 39 to 256 points per centroid
 _ADD_BATCH = 65536
 
 
@@ -124,11 +125,18 @@ class FaissIndex(IIndex):
         clash = np.isin(ids, self._live) | np.isin(ids, self._tombstones)
         if clash.any():
             raise ValueError(f"ids already in the index: {ids[clash][:5].tolist()}")
+        if not self.trained and len(self) + ids.size >= self.train_size:
+            staged_vectors, staged_ids = self._all_vectors()
+            if staged_ids.size:
+                vectors, ids = np.concatenate([staged_vectors, vectors]), np.concatenate([staged_ids, ids])
+            self._train_and_add(vectors, ids)
+        else:
+            self._add_in_batches(vectors, ids)
+        self._live = np.union1d(self._live, ids)
+
+    def _add_in_batches(self, vectors: np.ndarray, ids: np.ndarray) -> None:
         for start in range(0, ids.size, _ADD_BATCH):
             self._index.add_with_ids(vectors[start : start + _ADD_BATCH], ids[start : start + _ADD_BATCH])
-        self._live = np.union1d(self._live, ids)
-        if not self.trained and len(self) >= self.train_size:
-            self._train_and_move()
 
     def _all_vectors(self) -> Tuple[np.ndarray, np.ndarray]:
         """Vectors and ids of an id-mapped index (flat stage or HNSW), tombstones included."""
@@ -137,18 +145,17 @@ class FaissIndex(IIndex):
         vectors = index.index.reconstruct_n(0, index.ntotal) if ids.size else np.empty((0, self.dim), np.float32)
         return vectors, ids
 
-    def _train_and_move(self) -> None:
-        vectors, ids = self._all_vectors()
+    def _train_and_add(self, vectors: np.ndarray, ids: np.ndarray) -> None:
+        """Train on a sample of `vectors` (the staged ones included), then hold every vector in the trained index."""
         rng = np.random.default_rng(0)
-        sample_size = min(ids.size, max(self.train_size, 256 * max(self.nlist, 1)))
-        sample = vectors[rng.choice(ids.size, size=sample_size, replace=False)] if sample_size < ids.size else vectors
+        sample_size = min(ids.size, max(self.train_size, _TRAIN_POINTS_PER_LIST * max(self.nlist, 1)))
+        sample = vectors[np.sort(rng.choice(ids.size, size=sample_size, replace=False))] if sample_size < ids.size else vectors
         LOGGER.info("training FAISS %r on %d of %d vectors", self.spec, sample.shape[0], ids.size)
         trained = self._new_template()
         trained.train(sample)
         self._index = self._wrap(trained)
-        for start in range(0, ids.size, _ADD_BATCH):
-            self._index.add_with_ids(vectors[start : start + _ADD_BATCH], ids[start : start + _ADD_BATCH])
         self.trained = True
+        self._add_in_batches(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.unique(np.asarray(ids, dtype=np.int64).reshape(-1))
