@@ -5,10 +5,9 @@ inside a block, the gallery is scanned in chunks whose top-n are merged into a r
 
 Two engines do the scanning and give the same answer:
 
-* FAISS's own blocked exact search (`faiss.knn`, BLAS products plus heaps in C++), used on CPU for batches of
-  `FAISS_MIN_QUERIES` queries or more;
-* a torch loop (matrix product per gallery chunk plus `topk` merge), used for small batches (where a plain
-  matrix-vector product beats FAISS), on non-CPU devices, and where many gallery items must be ignored per query.
+* FAISS's own exact search (`faiss.knn`: SIMD or BLAS distance kernels with heaps in C++), used on CPU;
+* a torch loop (matrix product per gallery chunk plus `topk` merge), used on other devices (GPU tensors) and
+  where so many gallery items must be ignored per query that asking FAISS for extra neighbours would not pay.
 
 Either way the selected neighbours get their distances recomputed exactly as ``||q - g||`` and are sorted by
 (distance, gallery position), so duplicates come out at distance 0 and ties are ordered deterministically.
@@ -36,14 +35,15 @@ logger = logging.getLogger(__name__)
 BS_KNN = 4096
 """Default number of queries processed at once."""
 
-FAISS_MIN_QUERIES = 32
-"""Batches with at least this many queries go to FAISS on CPU; smaller ones to the torch loop."""
 
 MAX_OVERSAMPLE = 256
 """With exclusions, FAISS is asked for `top_n + (max excluded per query)` items if that extra is at most this."""
 
 SCORE_BLOCK_ELEMENTS = 1 << 23
 """Upper bound on the elements of one query-block x gallery-chunk score matrix in the torch loop (32 MiB)."""
+
+GALLERY_CHUNK_ROWS = 65536
+"""Most gallery rows scored at once in the torch loop."""
 
 REFINE_BLOCK_ELEMENTS = 1 << 23
 """Upper bound on the elements gathered at once when recomputing exact distances."""
@@ -97,22 +97,23 @@ def _gallery_sq_norms(gallery: Tensor) -> Tensor:
 def _search_block_torch(
     queries: Tensor,
     gallery: Tensor,
-    gallery_sq_norms: Tensor,
     k: int,
     exclusions: _Exclusions,
     query_slice: slice,
 ) -> Tuple[Tensor, Tensor]:
     """Running top-k over gallery chunks for one block of queries; returns (scores, ids) with ids -1 where none."""
     nq, ng = len(queries), len(gallery)
-    chunk = max(k, SCORE_BLOCK_ELEMENTS // max(nq, 1))
+    # chunks small enough that the gallery rows are still in cache when their norms are taken after the product
+    chunk = max(k, min(GALLERY_CHUNK_ROWS, SCORE_BLOCK_ELEMENTS // max(nq, 1)))
     best_scores = torch.full((nq, 0), float("inf"), device=queries.device)
     best_ids = torch.full((nq, 0), -1, dtype=torch.long, device=queries.device)
 
     for start in range(0, ng, chunk):
         stop = min(start + chunk, ng)
         # ||q - g||^2 - ||q||^2 = ||g||^2 - 2 q.g ranks the gallery exactly as the Euclidean distance does
-        scores = torch.mm(queries, gallery[start:stop].T)
-        scores.mul_(-2).add_(gallery_sq_norms[start:stop])
+        rows = gallery[start:stop]
+        scores = torch.mm(queries, rows.T)
+        scores.mul_(-2).add_(_gallery_sq_norms(rows))
         if exclusions:
             gallery_ids = torch.arange(start, stop, device=queries.device)
             scores.masked_fill_(exclusions.mask(query_slice, gallery_ids), float("inf"))
@@ -178,6 +179,7 @@ def exact_knn(
     bs: int = BS_KNN,
     check_finite: bool = True,
     verbose: bool = False,
+    engine: str = "auto",
 ) -> Tuple[FloatTensor, LongTensor]:
     """Exact Euclidean top-n of every query in the gallery, as padded matrices.
 
@@ -191,6 +193,7 @@ def exact_knn(
         check_finite: Check the embeddings for NaN and inf (one pass over the data; turn off only for data that
             was validated before).
         verbose: Show a progress bar.
+        engine: ``"auto"`` (FAISS on CPU unless too many items are ignored, else torch), ``"faiss"`` or ``"torch"``.
 
     Returns:
         ``distances [n_queries, k]`` (float32, ascending, ``inf`` padding) and ``ids [n_queries, k]`` (gallery row
@@ -224,11 +227,14 @@ def exact_knn(
 
     n_extra = exclusions.max_per_query() if exclusions else 0
     on_cpu = q.device.type == "cpu"
-    use_faiss = on_cpu and nq >= FAISS_MIN_QUERIES and n_extra <= MAX_OVERSAMPLE
+    if engine not in ("auto", "faiss", "torch"):
+        raise ValueError(f"engine must be 'auto', 'faiss' or 'torch', got {engine!r}.")
+    if engine == "faiss" and not on_cpu:
+        raise ValueError(f"engine='faiss' needs CPU tensors, got tensors on {q.device}.")
+    use_faiss = engine == "faiss" or (engine == "auto" and on_cpu and n_extra <= MAX_OVERSAMPLE)
     k_search = min(k + n_extra, ng) if use_faiss else k
 
     g_np = g.numpy() if use_faiss else None
-    g_sq = None if use_faiss else _gallery_sq_norms(g)
     out_d = torch.empty((nq, k), dtype=torch.float32, device=q.device)
     out_i = torch.empty((nq, k), dtype=torch.long, device=q.device)
 
@@ -238,7 +244,7 @@ def exact_knn(
         if use_faiss:
             candidates = _search_block_faiss(q[sl], g_np, k_search)  # type: ignore[arg-type]
         else:
-            _, candidates = _search_block_torch(q[sl], g, g_sq, k_search, exclusions, sl)  # type: ignore[arg-type]
+            _, candidates = _search_block_torch(q[sl], g, k_search, exclusions, sl)
         out_d[sl], out_i[sl] = _refine(q[sl], g, candidates, k, exclusions, sl)
 
     if verbose:
@@ -413,4 +419,4 @@ def batched_knn(
     )
 
 
-__all__ = ["BS_KNN", "exact_knn", "batched_knn_qg", "batched_knn"]
+__all__ = ["BS_KNN", "MAX_OVERSAMPLE", "exact_knn", "batched_knn_qg", "batched_knn"]

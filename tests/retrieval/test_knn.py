@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from oml.functional import knn as knn_module
-from oml.functional.knn import FAISS_MIN_QUERIES, batched_knn, batched_knn_qg, exact_knn
+from oml.functional.knn import MAX_OVERSAMPLE, batched_knn, batched_knn_qg, exact_knn
 
 
 def brute_force(
@@ -35,22 +35,23 @@ def random_unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("n_queries", [1, 7, FAISS_MIN_QUERIES, 150])
-def test_matches_brute_force_on_both_engines(n_queries: int) -> None:
+@pytest.mark.parametrize("engine", ["faiss", "torch"])
+@pytest.mark.parametrize("n_queries", [1, 7, 150])
+def test_matches_brute_force_on_both_engines(n_queries: int, engine: str) -> None:
     rng = np.random.default_rng(n_queries)
     q, g = random_unit(rng, n_queries, 24), random_unit(rng, 700, 24)
-    distances, ids = exact_knn(q, g, top_n=15, bs=64)
+    distances, ids = exact_knn(q, g, top_n=15, bs=64, engine=engine)
     assert ids.tolist() == brute_force(q, g, 15)
     expected = np.linalg.norm(q[:, None] - g[ids.numpy()], axis=2)
     assert np.allclose(distances.numpy(), expected, atol=1e-5)
     assert bool((distances[:, 1:] >= distances[:, :-1]).all())
 
 
-def test_small_and_large_batches_agree_with_each_other() -> None:
+def test_engines_and_batch_sizes_agree_with_each_other() -> None:
     rng = np.random.default_rng(3)
-    q, g = random_unit(rng, 2 * FAISS_MIN_QUERIES, 32), random_unit(rng, 3000, 32)
-    d_all, i_all = exact_knn(q, g, top_n=10)  # FAISS engine
-    d_one, i_one = zip(*(exact_knn(q[i : i + 1], g, top_n=10) for i in range(len(q))))  # torch engine
+    q, g = random_unit(rng, 64, 32), random_unit(rng, 3000, 32)
+    d_all, i_all = exact_knn(q, g, top_n=10, engine="faiss")
+    d_one, i_one = zip(*(exact_knn(q[i : i + 1], g, top_n=10, engine="torch") for i in range(len(q))))
     assert torch.equal(i_all, torch.cat(i_one))
     assert torch.allclose(d_all, torch.cat(d_one), atol=1e-6)
 
@@ -60,7 +61,7 @@ def test_torch_loop_bounds_its_score_blocks(monkeypatch: pytest.MonkeyPatch) -> 
     rng = np.random.default_rng(4)
     q, g = random_unit(rng, 5, 8), random_unit(rng, 500, 8)
     monkeypatch.setattr(knn_module, "SCORE_BLOCK_ELEMENTS", 40)
-    _, ids = exact_knn(q, g, top_n=12, bs=2)
+    _, ids = exact_knn(q, g, top_n=12, bs=2, engine="torch")
     assert ids.tolist() == brute_force(q, g, 12)
 
 
@@ -84,9 +85,9 @@ def test_top_n_larger_than_gallery_is_clipped() -> None:
 
 def test_exact_duplicates_get_zero_distance_and_ties_keep_gallery_order() -> None:
     g = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]], dtype=np.float32)
-    q = np.array([[1.0, 0.0]] * 40, dtype=np.float32)  # 40 queries: the FAISS engine
-    for queries in (q, q[:1]):  # and a single one: the torch engine
-        distances, ids = exact_knn(queries, g, top_n=4)
+    q = np.array([[1.0, 0.0]] * 3, dtype=np.float32)
+    for engine in ("faiss", "torch"):
+        distances, ids = exact_knn(q, g, top_n=4, engine=engine)
         assert ids[0].tolist() == [0, 2, 3, 1]
         assert distances[0, :3].tolist() == [0.0, 0.0, 0.0]
 
@@ -111,6 +112,9 @@ def test_items_of_the_same_sequence_are_ignored_in_results_and_ground_truth() ->
     ids = np.arange(90)
     for bs in (7, 4096):
         _, retrieved, gt = batched_knn(emb, ids, ids, top_n=10, sequence_ids=sequences, labels_gt=labels, bs=bs)
+        # the torch engine masks in place instead of asking FAISS for extra neighbours; both must agree
+        _, i_torch = exact_knn(emb, emb, 10, keys_to_ignore=[(ids, ids), (sequences, sequences)], engine="torch")
+        assert [r.tolist() for r in retrieved] == [row[row >= 0].tolist() for row in i_torch]
         ignore = (sequences[:, None] == sequences[None, :]) | np.eye(90, dtype=bool)
         assert [r.tolist() for r in retrieved] == brute_force(emb, emb, 10, ignore)
         for i in range(90):
@@ -121,6 +125,7 @@ def test_items_of_the_same_sequence_are_ignored_in_results_and_ground_truth() ->
 
 def test_many_ignored_items_per_query_fall_back_to_masked_scan() -> None:
     """One sequence of 400 items exceeds the oversampling budget of the FAISS engine; results must stay exact."""
+    assert 400 > MAX_OVERSAMPLE
     rng = np.random.default_rng(8)
     emb = random_unit(rng, 600, 8)
     sequences = np.where(np.arange(600) < 400, 0, np.arange(600))
@@ -191,7 +196,7 @@ def test_memory_stays_bounded_when_the_full_matrix_would_need_2_gib() -> None:
         g = rng.standard_normal((100000, 4)).astype(np.float32)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         d, i = exact_knn(q, g, top_n=10)
-        d1, i1 = exact_knn(q[:3], g, top_n=10)
+        d1, i1 = exact_knn(q[:3], g, top_n=10, engine="torch")
         assert torch.equal(i[:3], i1)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         print((after - before) // 1024)
@@ -201,3 +206,8 @@ def test_memory_stays_bounded_when_the_full_matrix_would_need_2_gib() -> None:
     assert out.returncode == 0, out.stderr
     growth_mib = int(out.stdout.strip().splitlines()[-1])
     assert growth_mib < 400, f"peak memory grew by {growth_mib} MiB"
+
+
+def test_unknown_engine_is_rejected() -> None:
+    with pytest.raises(ValueError, match="engine must be 'auto', 'faiss' or 'torch'"):
+        exact_knn(np.ones((1, 2), np.float32), np.ones((3, 2), np.float32), 1, engine="gpu")

@@ -11,7 +11,7 @@ import torch
 from oml.metrics import calc_retrieval_metrics_rr
 from oml.retrieval import RetrievalResults
 
-from conftest import DrawingsDataset, PlainDrawings, UnlabeledDrawings
+from retrieval_helpers import DrawingsDataset, PlainDrawings, UnlabeledDrawings
 
 
 def small_rr(**overrides: Any) -> RetrievalResults:

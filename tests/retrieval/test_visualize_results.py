@@ -11,7 +11,7 @@ from PIL import Image
 from oml.const import BLACK, BLUE, GRAY, GREEN, RED
 from oml.retrieval import RetrievalResults
 
-from conftest import BORDER, DrawingsDataset, PlainDrawings, UnlabeledDrawings
+from retrieval_helpers import BORDER, DrawingsDataset, PlainDrawings, UnlabeledDrawings
 
 
 def frame_color(ax: Any) -> tuple:
