@@ -204,9 +204,14 @@ class FaissIndex(IIndex):
         if self.is_hnsw:
             parameters = faiss.SearchParametersHNSW(efSearch=int(ef_search or self.ef_search))
             if self._tombstones.size:
-                if self._tombstone_selector is None:
-                    self._tombstone_selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(self._tombstones))
-                parameters.sel = self._tombstone_selector
+                selector = self._tombstone_selector
+                if selector is None:
+                    removed = faiss.IDSelectorBatch(self._tombstones)
+                    selector = faiss.IDSelectorNot(removed)
+                    selector.keep_alive = removed
+                    self._tombstone_selector = selector
+                parameters.sel = selector
+                parameters.keep_alive = selector  # SWIG does not reference `sel`: the caller must keep it alive
             return parameters
         return None
 
@@ -216,9 +221,7 @@ class FaissIndex(IIndex):
         parameters = self._search_parameters(params)
         if queries.shape[0] == 0 or len(self) == 0:
             return np.full((queries.shape[0], k), np.inf, np.float32), np.full((queries.shape[0], k), -1, np.int64)
-        selector = self._tombstone_selector  # keep it alive for the duration of the search
         squared, ids = self._index.search(queries, k, params=parameters)
-        del selector
         distances = np.sqrt(np.maximum(squared, 0.0, dtype=np.float32), dtype=np.float32)
         distances[ids < 0] = np.inf
         return distances, ids.astype(np.int64, copy=False)
