@@ -14,7 +14,8 @@ Either way the selected neighbours get their distances recomputed exactly as ``|
 """
 
 import logging
-from typing import Any, List, Optional, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 import faiss
 import numpy as np
@@ -44,6 +45,10 @@ SCORE_BLOCK_ELEMENTS = 1 << 23
 
 GALLERY_CHUNK_ROWS = 65536
 """Most gallery rows scored at once in the torch loop."""
+
+SINGLE_THREAD_WORK = 1 << 26
+"""Searches of fewer multiply-adds (n_queries x n_gallery x dim) run FAISS on one thread: for work this small,
+waking and synchronising more threads costs more than it saves, and far more when other programs load the CPU."""
 
 REFINE_BLOCK_ELEMENTS = 1 << 23
 """Upper bound on the elements gathered at once when recomputing exact distances."""
@@ -129,6 +134,21 @@ def _search_block_torch(
 
     best_ids[torch.isinf(best_scores)] = -1
     return best_scores, best_ids
+
+
+@contextmanager
+def _faiss_threads(work: int) -> Iterator[None]:
+    """One FAISS (OpenMP) thread for small work. OpenMP keeps the thread count per calling thread, so this does not
+    affect searches running at the same time in other Python threads."""
+    if work >= SINGLE_THREAD_WORK:
+        yield
+        return
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
 
 
 def _search_block_faiss(queries: Tensor, gallery_np: np.ndarray, k: int) -> Tensor:
@@ -242,7 +262,8 @@ def exact_knn(
     for start in tqdm(starts, desc="Exact kNN", disable=not verbose):
         sl = slice(start, min(start + bs, nq))
         if use_faiss:
-            candidates = _search_block_faiss(q[sl], g_np, k_search)  # type: ignore[arg-type]
+            with _faiss_threads((sl.stop - sl.start) * ng * q.shape[1]):
+                candidates = _search_block_faiss(q[sl], g_np, k_search)  # type: ignore[arg-type]
         else:
             _, candidates = _search_block_torch(q[sl], g, k_search, exclusions, sl)
         out_d[sl], out_i[sl] = _refine(q[sl], g, candidates, k, exclusions, sl)

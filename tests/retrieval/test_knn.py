@@ -211,3 +211,24 @@ def test_memory_stays_bounded_when_the_full_matrix_would_need_2_gib() -> None:
 def test_unknown_engine_is_rejected() -> None:
     with pytest.raises(ValueError, match="engine must be 'auto', 'faiss' or 'torch'"):
         exact_knn(np.ones((1, 2), np.float32), np.ones((3, 2), np.float32), 1, engine="gpu")
+
+
+def test_small_searches_run_faiss_on_one_thread_and_restore_the_setting() -> None:
+    import faiss
+
+    seen = []
+    original = knn_module._search_block_faiss
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(faiss.omp_get_max_threads())
+        return original(*args, **kwargs)
+
+    before = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(2)
+        knn_module._search_block_faiss = spy
+        exact_knn(np.ones((1, 8), np.float32), np.ones((100, 8), np.float32), 3)
+        assert seen == [1] and faiss.omp_get_max_threads() == 2
+    finally:
+        knn_module._search_block_faiss = original
+        faiss.omp_set_num_threads(before)
