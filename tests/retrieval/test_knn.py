@@ -213,7 +213,7 @@ def test_unknown_engine_is_rejected() -> None:
         exact_knn(np.ones((1, 2), np.float32), np.ones((3, 2), np.float32), 1, engine="gpu")
 
 
-def test_small_searches_run_faiss_on_one_thread_and_restore_the_setting() -> None:
+def test_small_searches_run_faiss_on_one_thread_and_restore_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     import faiss
 
     seen = []
@@ -223,12 +223,11 @@ def test_small_searches_run_faiss_on_one_thread_and_restore_the_setting() -> Non
         seen.append(faiss.omp_get_max_threads())
         return original(*args, **kwargs)
 
+    monkeypatch.setattr(knn_module, "_search_block_faiss", spy)
     before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
     try:
-        faiss.omp_set_num_threads(2)
-        knn_module._search_block_faiss = spy
         exact_knn(np.ones((1, 8), np.float32), np.ones((100, 8), np.float32), 3)
         assert seen == [1] and faiss.omp_get_max_threads() == 2
     finally:
-        knn_module._search_block_faiss = original
         faiss.omp_set_num_threads(before)
