@@ -9,37 +9,38 @@ from server.cli import main
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _oml(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                          env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=120)
-
-
-def test_cli_index_galleries_and_search_print_json(tmp_path, models_dir, tiny_text_model, debian_rows):
+def test_cli_index_galleries_and_search_print_json(tmp_path, models_dir, tiny_text_model, debian_rows, capsys):
     items = tmp_path / "items.jsonl"
     items.write_text("".join(
         json.dumps({"key": p, "text": d, "label": s, "payload": {"section": c}}) + "\n" for p, c, s, d in debian_rows[:200]
     ) + "this line is not json\n")
-    indexed = _oml("index", "--data-dir", str(tmp_path), "--gallery", "debian", "--model", str(tiny_text_model),
-                   "--items", str(items), "--index", "Flat", "--no-progress")
-    assert indexed.returncode == 0, indexed.stderr
-    report = json.loads(indexed.stdout)
+    assert main(["index", "--data-dir", str(tmp_path), "--gallery", "debian", "--model", str(tiny_text_model),
+                 "--items", str(items), "--index", "Flat", "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert (report["added"], report["failed"]) == (200, 1)
     assert report["failures"][0][0] == "items.jsonl line 201"
 
-    listed = _oml("galleries", "--data-dir", str(tmp_path))
-    assert json.loads(listed.stdout) == [{
+    assert main(["galleries", "--data-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out) == [{
         "name": "debian", "count": 200, "model": "tiny_text", "model_version": 1, "modality": "text",
         "embedding_size": 32, "index": "Flat", "distance": "euclidean", "generation": 1,
     }]
 
     package, section, source, description = debian_rows[17]
-    found = _oml("search", "--data-dir", str(tmp_path), "--gallery", "debian", "--models-dir", str(models_dir),
-                 "--text", description, "-k", "3")
-    assert found.returncode == 0, found.stderr
-    hits = json.loads(found.stdout)
+    assert main(["search", "--data-dir", str(tmp_path), "--gallery", "debian", "--models-dir", str(models_dir),
+                 "--text", description, "-k", "3"]) == 0
+    hits = json.loads(capsys.readouterr().out)
     assert len(hits) == 3 and set(hits[0]) == {"key", "label", "distance", "payload"}
     assert hits[0]["key"] == package and hits[0]["label"] == source and hits[0]["payload"] == {"section": section}
     assert hits[0]["distance"] < 1e-3 <= hits[1]["distance"]
+
+
+def test_oml_console_entry_lists_galleries_in_a_real_process(tmp_path):
+    listed = subprocess.run([sys.executable, "-m", "server.cli", "galleries", "--data-dir", str(tmp_path)],
+                            cwd=REPO_ROOT, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+                            timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
 
 
 def test_cli_errors_are_short_messages_with_exit_code_2(tmp_path, tiny_text_model, capsys):
