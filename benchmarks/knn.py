@@ -61,14 +61,20 @@ def parse_args() -> argparse.Namespace:
 
 
 def make_data(n_queries: int, n_gallery: int, dim: int) -> Tuple[Any, Any]:
+    """Random L2-normalised float32 vectors, made in place in chunks so that no temporary copy inflates peak RSS."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    gallery = rng.standard_normal((n_gallery, dim), dtype=np.float32)
-    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
-    queries = rng.standard_normal((n_queries, dim), dtype=np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    return queries, gallery
+
+    def unit_vectors(n: int) -> Any:
+        x = np.empty((n, dim), dtype=np.float32)
+        for start in range(0, n, 8192):
+            block = x[start : start + 8192]
+            rng.standard_normal(out=block, dtype=np.float32)
+            block /= np.linalg.norm(block, axis=1, keepdims=True)
+        return x
+
+    return unit_vectors(n_queries), unit_vectors(n_gallery)
 
 
 def build_search(method: str, gallery: Any, args: argparse.Namespace) -> Callable[[Any], Any]:
@@ -158,7 +164,9 @@ def write_report(results: Dict[str, Dict[str, Any]], args: argparse.Namespace) -
         f"(random L2-normalised float32), {args.threads} threads",
         "",
         f"Best of {args.rounds} round(s), each method in its own process, taking turns. "
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs (shared with other work).",
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs shared with other work "
+        f"(load average {args.load_before:.1f} before the run, {os.getloadavg()[0]:.1f} after: absolute times "
+        "are inflated by the load, the ratios compare methods under the same conditions).",
         "",
         "| method | batch time (s) | queries/s | time vs FAISS flat | single query (ms, median) | peak RSS (MiB) "
         "| RSS growth while searching (MiB) | top-10 ids equal to FAISS |",
@@ -210,6 +218,7 @@ def main() -> None:
     import numpy as np
     from tqdm import tqdm
 
+    args.load_before = os.getloadavg()[0]
     best: Dict[str, Dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         ids_files = {name: Path(tmp) / f"{key}.npy" for name, key in METHODS.items()}

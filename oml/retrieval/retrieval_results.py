@@ -2,7 +2,7 @@
 
 import warnings
 from copy import deepcopy
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -13,6 +13,7 @@ from oml.const import SEQUENCE_COLUMN
 from oml.functional.knn import batched_knn, batched_knn_qg
 from oml.interfaces.datasets import (
     IBaseDataset,
+    TColor,
     ILabeledDataset,
     IQueryGalleryDataset,
     IVisualizableDataset,
@@ -355,6 +356,28 @@ class RetrievalResults:
             self.gt_ids,
             draw_query=lambda i, color: dataset_query.visualize(i, color),
             draw_gallery=lambda j, color: dataset_gallery.visualize(j, color),
+            n_galleries_to_show=n_galleries_to_show,
+            n_gt_to_show=n_gt_to_show,
+            show=show,
+        )
+
+    def visualize_with_functions(
+        self,
+        query_ids: Sequence[int],
+        visualize_query_fn: Callable[[int, TColor], np.ndarray],
+        visualize_gallery_fn: Callable[[int, TColor], np.ndarray],
+        n_galleries_to_show: int = 5,
+        n_gt_to_show: int = N_GT_TO_SHOW,
+        show: bool = False,
+    ) -> Figure:
+        """Like `visualize`, drawing items with the given functions ``(query or gallery number, color) -> HxWx3``."""
+        return plot_retrieval_grid(
+            self._check_query_ids(query_ids),
+            self.distances,
+            self.retrieved_ids,
+            self.gt_ids,
+            draw_query=visualize_query_fn,
+            draw_gallery=visualize_gallery_fn,
             n_galleries_to_show=n_galleries_to_show,
             n_gt_to_show=n_gt_to_show,
             show=show,

@@ -231,3 +231,13 @@ def test_small_searches_run_faiss_on_one_thread_and_restore_the_setting(monkeypa
         assert seen == [1] and faiss.omp_get_max_threads() == 2
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def test_empty_gallery_or_no_queries_give_empty_results() -> None:
+    distances, retrieved, gt = batched_knn_qg(
+        np.ones((2, 3), np.float32), np.zeros((0, 3), np.float32), top_n=5, labels_query=[1, 2], labels_gallery=[]
+    )
+    assert [r.tolist() for r in retrieved] == [[], []] and [d.tolist() for d in distances] == [[], []]
+    assert gt is not None and [g.tolist() for g in gt] == [[], []]
+    d, i = exact_knn(np.zeros((0, 3), np.float32), np.ones((4, 3), np.float32), top_n=2)
+    assert d.shape == (0, 2) and i.shape == (0, 2)

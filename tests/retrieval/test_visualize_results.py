@@ -81,3 +81,18 @@ def test_visualize_rejects_bad_arguments(drawings_dataset: DrawingsDataset, gree
         rr.visualize([0], plain)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="36 queries but dataset_query has 2"):
         rr.visualize_qg([0], PlainDrawings(greek_drawings["paths"][:2], [0, 0]), plain)
+
+
+def test_visualize_with_functions_draws_whatever_the_functions_return() -> None:
+    rr = RetrievalResults([np.array([0.1, 0.2])], [np.array([1, 0])], gt_ids=[np.array([0])])
+    drawn = []
+
+    def tile(i: int, color: tuple) -> np.ndarray:
+        drawn.append((i, color))
+        return np.full((8, 8, 3), 200, dtype=np.uint8)
+
+    fig = rr.visualize_with_functions([0], tile, tile, n_galleries_to_show=2, n_gt_to_show=1)
+    assert len(fig.get_axes()) == 4
+    assert drawn == [(0, BLUE), (1, RED), (0, GREEN), (0, GRAY)]
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        rr.visualize_with_functions([0], lambda i, c: np.zeros((8, 8)), tile)
