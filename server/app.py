@@ -17,7 +17,7 @@ from server.galleries import GalleryService
 from server.jobs import JobStore
 from server.limits import BodySizeLimitMiddleware
 from server.metrics import RequestMetricsMiddleware, ServerMetrics
-from server.model_registry import ModelRegistry
+from server.model_registry import ModelNotFound, ModelRegistry, ModelUnavailable
 from server.routes import galleries, health, items, jobs, metrics, models, search
 from server.schemas import ItemMeta, ItemsRequest, SearchRequest
 from server.search_service import Searcher
@@ -117,6 +117,27 @@ def _document_manual_bodies(app: FastAPI) -> None:
     app.openapi = openapi
 
 
+def _install_library_error_handlers(app: FastAPI) -> None:
+    """Errors of the layers below that a client can cause or must be told about, as JSON 4xx/503."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    from indexing import GalleryNotFoundError, InvalidGalleryNameError
+    from oml.inference import InvalidInputError as UndecodableInput
+
+    def handler(status: int, code: str):
+        async def respond(request: Request, exc: Exception) -> JSONResponse:
+            logger.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+            return JSONResponse(error_body(str(exc), code), status_code=status)
+        return respond
+
+    app.add_exception_handler(UndecodableInput, handler(422, "invalid_input"))
+    app.add_exception_handler(InvalidGalleryNameError, handler(422, "invalid_name"))
+    app.add_exception_handler(GalleryNotFoundError, handler(404, "not_found"))
+    app.add_exception_handler(ModelNotFound, handler(503, "model_unavailable"))
+    app.add_exception_handler(ModelUnavailable, handler(503, "model_unavailable"))
+
+
 def create_app(settings: Optional[Settings] = None) -> FastAPI:
     """Build the oml-server application; models load in the background (see GET /ready)."""
     settings = settings or Settings.from_env()
@@ -139,6 +160,7 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
                       "example": error_body("internal error: RuntimeError", "internal_error")}}}})
     app.state.services = services
     install_error_handlers(app)
+    _install_library_error_handlers(app)
     for module in (health, models, galleries, items, search, jobs, metrics):
         app.include_router(module.router)
     _document_manual_bodies(app)

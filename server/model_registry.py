@@ -30,6 +30,10 @@ class ModelNotFound(LookupError):
     """No such model, or no such version of it."""
 
 
+class ModelUnavailable(RuntimeError):
+    """A model version exists but cannot serve (it failed its checks)."""
+
+
 class GalleryBindings(Protocol):
     """What the registry needs from the galleries: which galleries use a model, and re-embedding them."""
 
@@ -308,7 +312,7 @@ class ModelRegistry:
                 if (name, version) in self._extractors:
                     return self._extractors[(name, version)]
             if state.state == "failed" and state.error:
-                raise RuntimeError(f"model {name} v{version} failed its checks: {state.error}")
+                raise ModelUnavailable(f"model {name} v{version} failed its checks: {state.error}")
             previous = state.state
             state.state, state.error = "loading", None
             started = time.perf_counter()
@@ -321,7 +325,7 @@ class ModelRegistry:
             except Exception as error:
                 state.state, state.error = "failed", f"{type(error).__name__}: {error}"
                 logger.error("model %s v%s refused: %s", name, version, state.error)
-                raise RuntimeError(f"model {name} v{version} failed its checks: {state.error}") from error
+                raise ModelUnavailable(f"model {name} v{version} failed its checks: {state.error}") from error
             with self._lock:
                 self._extractors[(name, version)] = extractor
                 state.state = "ready" if previous != "reembedding" else previous
@@ -408,5 +412,5 @@ class ModelRegistry:
                     logger.info("model %s v%s unloaded: no gallery uses it", name, version)
 
 
-__all__ = ["ModelRegistry", "ModelNotFound", "GalleryBindings", "VersionState", "ACTIVE_FILE",
+__all__ = ["ModelRegistry", "ModelNotFound", "ModelUnavailable", "GalleryBindings", "VersionState", "ACTIVE_FILE",
            "read_active_version", "write_active_version", "probe_extractor"]
