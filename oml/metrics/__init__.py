@@ -11,9 +11,15 @@ from oml.functional.metrics import (
     calc_topological_metrics,
     reduce_metrics,
 )
-from oml.metrics.embeddings import calc_fnmr_at_fmr_rr, calc_retrieval_metrics_rr, split_distances_by_gt
+from oml.metrics.embeddings import (
+    EmbeddingMetrics,
+    calc_fnmr_at_fmr_rr,
+    calc_retrieval_metrics_rr,
+    split_distances_by_gt,
+)
 
 __all__ = [
+    "EmbeddingMetrics",
     "TMetricsDict",
     "calc_retrieval_metrics",
     "calc_retrieval_metrics_rr",
