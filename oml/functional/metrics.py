@@ -147,6 +147,9 @@ def _correctness_flags(retrieved_ids: Sequence[Tensor], gt_ids: Sequence[Tensor]
         return [torch.zeros(0, dtype=torch.bool) for _ in retrieved_ids]
     r_flat = torch.cat([torch.as_tensor(r, dtype=torch.long).view(-1) for r in retrieved_ids])
     g_flat = torch.cat([torch.as_tensor(g, dtype=torch.long).view(-1) for g in gt_ids])
+    for flat, name in ((r_flat, "retrieved_ids"), (g_flat, "gt_ids")):
+        if len(flat) and int(flat.min()) < 0:
+            raise ValueError(f"{name} must be gallery ids >= 0, got {int(flat.min())} (drop any -1 padding first).")
     span = int(max(r_flat.max(), g_flat.max() if len(g_flat) else 0)) + 1
     r_rows = torch.repeat_interleave(torch.arange(len(retrieved_ids)), torch.tensor(r_lengths))
     g_rows = torch.repeat_interleave(torch.arange(len(gt_ids)), torch.tensor([len(g) for g in gt_ids]))

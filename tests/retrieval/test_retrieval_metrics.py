@@ -155,6 +155,8 @@ def test_metrics_from_retrieval_results_need_ground_truth() -> None:
         ({"cmc_top_k": (), "precision_top_k": (), "map_top_k": ()}, "Nothing to compute"),
         ({"gt_ids": as_tensors([[1]])}, "one entry per query, got 2 and 1"),
         ({"query_categories": ["a"]}, "query_categories must have 2 elements"),
+        ({"retrieved_ids": as_tensors([[1, -1], [2]])}, "retrieved_ids must be gallery ids >= 0, got -1"),
+        ({"gt_ids": as_tensors([[1], [-5]])}, "gt_ids must be gallery ids >= 0, got -5"),
     ],
 )
 def test_bad_metric_arguments_are_rejected(kwargs: dict, message: str) -> None:
