@@ -59,6 +59,10 @@ def _check_rows(dists: Sequence[Tensor], rids: Sequence[Tensor]) -> None:
     flat_d, flat_r = torch.cat(list(dists)), torch.cat(list(rids))
     rows = torch.repeat_interleave(torch.arange(len(rids)), lengths)
 
+    negative_rows = rows[flat_r < 0]
+    if len(negative_rows):
+        i = int(negative_rows[0])
+        raise ValueError(f"Retrieved ids of query {i} must be >= 0, got {rids[i].tolist()[:10]} (drop -1 padding).")
     nan_rows = rows[torch.isnan(flat_d)]
     if len(nan_rows):
         raise ValueError(f"Distances of query {int(nan_rows[0])} hold NaN.")
@@ -115,6 +119,9 @@ class RetrievalResults:
             if len(gt_ids) != len(distances):
                 raise ValueError(f"gt_ids must have one entry per query ({len(distances)}), got {len(gt_ids)}.")
             gts = tuple(_as_1d(g, torch.long, "gt_ids", i) for i, g in enumerate(gt_ids))
+            bad = [i for i, g in enumerate(gts) if len(g) and int(g.min()) < 0]
+            if bad:
+                raise ValueError(f"gt_ids of query {bad[0]} must be >= 0, got {gts[bad[0]].tolist()[:10]}.")
             n_without = sum(len(g) == 0 for g in gts)
             if n_without:
                 warnings.warn(f"{n_without} of {len(gts)} queries have no ground truth in the gallery.")

@@ -77,6 +77,8 @@ def test_repr_shows_a_few_queries_and_counts_the_rest() -> None:
         ({"retrieved_ids": [torch.tensor([4, 1, 2]), torch.tensor([[0]])]}, "retrieved_ids of query 1 must be 1-d"),
         ({"retrieved_ids": [torch.tensor([4.0, 1, 2]), torch.tensor([0])]}, "must hold integer ids"),
         ({"gt_ids": [torch.tensor([1])]}, "gt_ids must have one entry per query"),
+        ({"retrieved_ids": [torch.tensor([4, 1, -1]), torch.tensor([0])]}, "query 0 must be >= 0"),
+        ({"gt_ids": [torch.tensor([1]), torch.tensor([-1])]}, "gt_ids of query 1 must be >= 0"),
     ],
 )
 def test_invalid_results_are_rejected(overrides: Dict[str, Any], message: str) -> None:
