@@ -237,7 +237,12 @@ class GalleryService:
         return result
 
     def reembed_gallery(self, gallery_name: str, extractor: Any) -> None:
-        self.gallery(gallery_name).reembed(extractor, batch_size=self.settings.job_chunk_size)
+        def stop_if_shutting_down(done: int) -> None:
+            if self.registry.stopping:
+                raise RuntimeError(f"server shut down while re-embedding gallery {gallery_name!r} ({done} items done)")
+
+        self.gallery(gallery_name).reembed(extractor, batch_size=self.settings.job_chunk_size,
+                                           on_batch=stop_if_shutting_down)
 
 
 __all__ = ["GalleryService", "Binding"]

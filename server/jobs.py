@@ -40,6 +40,10 @@ class JobNotFound(LookupError):
     """No job with that id."""
 
 
+class ServerStopping(RuntimeError):
+    """Raised inside a job's progress report when the server shuts down, so the job ends between chunks."""
+
+
 class JobStore:
     """Job records in `<data_dir>/jobs.sqlite3`; a single background thread runs the jobs one after another."""
 
@@ -48,6 +52,7 @@ class JobStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-job")
+        self.stopping = threading.Event()
         with self._lock, closing(self._connect()) as db:
             db.execute(_SCHEMA)
             interrupted = db.execute(
@@ -82,8 +87,18 @@ class JobStore:
     def _run(self, job_id: str, work: Callable[[ProgressFn], None]) -> None:
         self._update(job_id, state="running")
         started = time.perf_counter()
+        def progress(done: int) -> None:
+            self._update(job_id, done=done)
+            if self.stopping.is_set():
+                raise ServerStopping("server shut down while the job ran")
+
         try:
-            work(lambda done: self._update(job_id, done=done))
+            work(progress)
+        except ServerStopping:
+            self._update(job_id, state="interrupted", error="server shut down while the job ran; items counted as "
+                                                            "done are stored, the rest were not indexed")
+            logger.warning("job %s interrupted by shutdown", job_id)
+            return
         except Exception as error:
             logger.error("job %s failed: %s", job_id, error)
             self._update(job_id, state="failed", error=f"{type(error).__name__}: {error}")
@@ -106,7 +121,9 @@ class JobStore:
         return [_record(row) for row in rows]
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stop after the current chunk; queued jobs are marked interrupted at the next start."""
+        self.stopping.set()
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def _record(row: sqlite3.Row) -> Dict[str, Any]:
@@ -115,4 +132,4 @@ def _record(row: sqlite3.Row) -> Dict[str, Any]:
     return record
 
 
-__all__ = ["JobStore", "JobNotFound", "JOBS_FILE", "FINAL_STATES"]
+__all__ = ["JobStore", "JobNotFound", "ServerStopping", "JOBS_FILE", "FINAL_STATES"]

@@ -234,10 +234,15 @@ class ModelRegistry:
         return new
 
     def close(self) -> None:
+        """Stop watching; a running activation stops at its next batch (the old version stays active)."""
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=5)
-        self._activations.shutdown(wait=False, cancel_futures=True)
+        self._activations.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     # ----- lookups -----
 

@@ -157,6 +157,10 @@ class JobInfo(BaseModel):
     error: Optional[str]
     created_at: float
     updated_at: float
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "id": "5f0c8a1e9b7d4c3a8e2f6a1b0c9d8e7f", "gallery": "packages", "kind": "index", "state": "running",
+        "total": 5000, "done": 1280, "progress": 0.256, "error": None, "created_at": 1795550000.0,
+        "updated_at": 1795550004.2}})
 
 
 class SearchRequest(BaseModel):

@@ -81,3 +81,23 @@ def test_sigkill_during_bulk_indexing_loses_no_acknowledged_item(restart_server,
         # the gallery still takes writes after the crash
         resumed = client.post("/galleries/bulk/items", json={"items": items[record["done"]:record["done"] + 40]})
         assert wait_job(client, resumed.json()["job_id"])["state"] == "done"
+
+
+def test_sigterm_during_a_job_stops_promptly_and_keeps_what_was_reported(restart_server, package_texts):
+    server = restart_server
+    items = items_from(package_texts[:900], prefix="term-")
+    with server.client(headers=server.headers) as client:
+        assert client.post("/galleries", json={"name": "term", "model": "minilm_l6", "index": "Flat"}).status_code == 201
+        job_id = client.post("/galleries/term/items", json={"items": items}).json()["job_id"]
+        server.wait_for(lambda: client.get(f"/jobs/{job_id}").json()["done"] >= 32, interval_s=0.05,
+                        what="first chunks stored")
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 20
+    server.start()
+    with server.client() as client:
+        record = client.get(f"/jobs/{job_id}").json()
+        assert record["state"] == "interrupted" and 32 <= record["done"] < len(items)
+        assert client.get("/galleries/term").json()["count"] == record["done"]
+        last = items[record["done"] - 1]["key"]
+        assert client.get(f"/galleries/term/items/{last}").status_code == 200
