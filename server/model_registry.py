@@ -270,14 +270,16 @@ class ModelRegistry:
             return model.versions[version]
 
     def is_ready(self) -> bool:
-        """True once start-up finished and every model with versions has a loaded active version."""
+        """True once start-up finished, some model is usable and every active version is loaded.
+
+        A model none of whose versions passed its checks does not make the server unready (it shows as failed in
+        `describe()`); the others keep serving.
+        """
         if not self.started.is_set():
             return False
         with self._lock:
-            if not self._models:
-                return False
-            return all(m.active_version is not None and (m.name, m.active_version) in self._extractors
-                       for m in self._models.values())
+            active = [(m.name, m.active_version) for m in self._models.values() if m.active_version is not None]
+            return bool(active) and all(key in self._extractors for key in active)
 
     def describe(self) -> List[Dict[str, Any]]:
         """Every model with its versions, states and active version."""
