@@ -1,9 +1,11 @@
 """Exact kNN speed and memory: `oml.functional.knn.batched_knn_qg` vs FAISS `IndexFlatIP` vs a plain torch loop.
 
 Task: exact top-10 of 2,000 queries in a 100,000 x 384 gallery on 2 threads. Also shown: the torch engine of
-`exact_knn` (used for GPU tensors and when many items per query must be ignored). Vectors are random Gaussian, L2-normalised
-(like the outputs of a normalised embedding model; speed does not depend on the values), so the inner-product ranking
-of `IndexFlatIP` and the Euclidean ranking of the others are the same and their ids can be compared.
+`exact_knn` (used for GPU tensors and when many items per query must be ignored).
+
+Vectors are random Gaussian, L2-normalised (like the outputs of a normalised embedding model; speed does not depend on
+the values), so the inner-product ranking of `IndexFlatIP` and the Euclidean ranking of the others are the same and
+their ids can be compared.
 
 Every method runs in its own child process (fresh memory, so its peak RSS is its own), and the methods take turns
 for several rounds so that load from other programs on the machine hits them alike; the best round is reported.
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"

@@ -135,7 +135,8 @@ def calc_map(
     result = []
     for k in tqdm(top_k, desc="MAP", disable=not verbose):
         n_k = _at_clipped_k(n_correct, lengths, k)
-        value = torch.where(n_k > 0, _at_clipped_k(precision_sums, lengths, k) / n_k.clamp(min=1), torch.zeros_like(n_k))
+        sums = _at_clipped_k(precision_sums, lengths, k)
+        value = torch.where(n_k > 0, sums / n_k.clamp(min=1), torch.zeros_like(n_k))
         result.append(_apply_empty_rules(value, lengths, n_gts_t))
     return result  # type: ignore[return-value]
 

@@ -33,7 +33,8 @@ def calc_retrieval_metrics_rr(
 
     Example:
         >>> rr = RetrievalResults([torch.tensor([0.1, 0.2])], [torch.tensor([1, 0])], gt_ids=[torch.tensor([0])])
-        >>> float(calc_retrieval_metrics_rr(rr, cmc_top_k=(1,), precision_top_k=(), map_top_k=(), verbose=False)["cmc"][1])
+        >>> m = calc_retrieval_metrics_rr(rr, cmc_top_k=(1,), precision_top_k=(), map_top_k=(), verbose=False)
+        >>> float(m["cmc"][1])
         0.0
     """
     if rr.gt_ids is None:
@@ -138,11 +139,15 @@ class EmbeddingMetrics:
         emb = as_embeddings(embeddings, "embeddings").cpu()
         idx = torch.from_numpy(as_vector(indices, "indices", len(emb)).astype(np.int64))
         if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= len(self.dataset)):
-            raise ValueError(f"indices must be in [0, {len(self.dataset) - 1}], got [{int(idx.min())}, {int(idx.max())}].")
+            raise ValueError(
+                f"indices must be in [0, {len(self.dataset) - 1}], got [{int(idx.min())}, {int(idx.max())}]."
+            )
         if self._embeddings is None:
             self._embeddings = torch.zeros((len(self.dataset), emb.shape[1]), dtype=torch.float32)
         elif emb.shape[1] != self._embeddings.shape[1]:
-            raise ValueError(f"Embeddings of size {emb.shape[1]} after earlier ones of size {self._embeddings.shape[1]}.")
+            raise ValueError(
+                f"Embeddings of size {emb.shape[1]} after earlier ones of size {self._embeddings.shape[1]}."
+            )
         self._embeddings[idx] = emb
         self._filled[idx] = True
 
@@ -152,7 +157,9 @@ class EmbeddingMetrics:
             raise ValueError("No embeddings were collected: call update() first.")
         missing = int((~self._filled).sum())
         if missing:
-            raise ValueError(f"Embeddings of {missing} of {len(self._filled)} dataset items were never given to update().")
+            raise ValueError(
+                f"Embeddings of {missing} of {len(self._filled)} dataset items were never given to update()."
+            )
 
         ks = (*self.cmc_top_k, *self.precision_top_k, *self.map_top_k)
         rr = RetrievalResults.from_embeddings(

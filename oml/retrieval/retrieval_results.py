@@ -49,7 +49,7 @@ def _as_1d(x: Any, dtype: torch.dtype, what: str, i: int) -> Tensor:
 
 
 def _check_rows(dists: Sequence[Tensor], rids: Sequence[Tensor]) -> None:
-    """Per query: as many distances as ids, no NaN, distances ascending, ids unique (checked for all queries at once)."""
+    """Per query: as many distances as ids, ids >= 0, no NaN, distances ascending, ids unique (all queries at once)."""
     for i, (d, r) in enumerate(zip(dists, rids)):
         if len(d) != len(r):
             raise ValueError(f"Query {i} has {len(d)} distances but {len(r)} retrieved ids.")

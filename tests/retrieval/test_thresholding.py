@@ -45,7 +45,9 @@ def test_adaptive_threshold_cuts_after_the_first_big_jump() -> None:
 
 
 def test_adaptive_threshold_without_any_gap_returns_an_equal_copy() -> None:
-    rr = RetrievalResults([torch.tensor([0.3]), torch.tensor([])], [torch.tensor([1]), torch.tensor([], dtype=torch.long)])
+    rr = RetrievalResults(
+        [torch.tensor([0.3]), torch.tensor([])], [torch.tensor([1]), torch.tensor([], dtype=torch.long)]
+    )
     out = AdaptiveThresholding(n_std=1).process(rr)
     assert out == rr and out is not rr
 
