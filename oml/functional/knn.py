@@ -10,7 +10,9 @@ Two engines do the scanning and give the same answer:
   where so many gallery items must be ignored per query that asking FAISS for extra neighbours would not pay.
 
 Either way the selected neighbours get their distances recomputed exactly as ``||q - g||`` and are sorted by
-(distance, gallery position), so duplicates come out at distance 0 and ties are ordered deterministically.
+(distance, gallery position), so duplicates come out at distance 0 and tied neighbours are listed in gallery order.
+Which of several items tied exactly at the n-th distance makes the cut is up to the engine (FAISS keeps the lower
+positions; torch's `topk` does not promise any).
 """
 
 import logging
@@ -288,10 +290,10 @@ def _ground_truth_ids(
     groups: dict = {}
     gt_ids: List[LongTensor] = []
     for i, (lo, hi) in enumerate(zip(lefts, rights)):
-        positions = groups.get(lo)
+        positions = groups.get((lo, hi))  # an absent label has lo == hi, which may equal another label's lo
         if positions is None:
             positions = np.sort(order[lo:hi])
-            groups[lo] = positions
+            groups[(lo, hi)] = positions
         if ignore_codes and len(positions):
             keep = np.ones(len(positions), dtype=bool)
             for cq, cg in ignore_codes:

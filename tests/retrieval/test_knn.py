@@ -241,3 +241,12 @@ def test_empty_gallery_or_no_queries_give_empty_results() -> None:
     assert gt is not None and [g.tolist() for g in gt] == [[], []]
     d, i = exact_knn(np.zeros((0, 3), np.float32), np.ones((4, 3), np.float32), top_n=2)
     assert d.shape == (0, 2) and i.shape == (0, 2)
+
+
+def test_query_label_missing_from_gallery_gets_no_ground_truth() -> None:
+    """Regression (found by the property test): a label absent from the gallery must not borrow the group of the
+    label that sorts right after it."""
+    _, _, gt = batched_knn_qg(
+        np.zeros((2, 1), np.float32), np.zeros((2, 1), np.float32), 1, labels_query=[0, 1], labels_gallery=[1, 1]
+    )
+    assert gt is not None and [g.tolist() for g in gt] == [[], [0, 1]]
