@@ -76,7 +76,10 @@ class ModelManifest:
 
     def validate(self) -> "ModelManifest":
         """Check every field; raise `ArtifactError` naming the first bad one. Returns self."""
-        _require(isinstance(self.name, str) and self.name.strip() != "", f"name must be a non-empty string, got {self.name!r}")
+        _require(
+            isinstance(self.name, str) and self.name.strip() != "",
+            f"name must be a non-empty string, got {self.name!r}",
+        )
         _require(
             "/" not in self.name and "\\" not in self.name and not self.name.startswith("."),
             f"name {self.name!r} must not contain path separators or start with '.'",
@@ -89,7 +92,9 @@ class ModelManifest:
         )
         _require(self.distance in DISTANCES, f"unsupported distance {self.distance!r}; expected one of {DISTANCES}")
         _require(isinstance(self.normalised, bool), f"normalised must be true or false, got {self.normalised!r}")
-        _require(self.precision in PRECISIONS, f"unsupported precision {self.precision!r}; expected one of {PRECISIONS}")
+        _require(
+            self.precision in PRECISIONS, f"unsupported precision {self.precision!r}; expected one of {PRECISIONS}"
+        )
         for key in ("preprocessing", "source", "metrics"):
             _require(isinstance(getattr(self, key), dict), f"{key} must be an object, got {getattr(self, key)!r}")
         _require(
@@ -108,10 +113,14 @@ class ModelManifest:
 
     def _validate_image(self) -> None:
         pre = self.preprocessing
-        _require(self.inputs == [IMAGE_INPUT], f"an image model takes one input {IMAGE_INPUT!r}, manifest says {self.inputs}")
+        _require(
+            self.inputs == [IMAGE_INPUT], f"an image model takes one input {IMAGE_INPUT!r}, manifest says {self.inputs}"
+        )
         for key in ("image_size", "mean", "std", "interpolation"):
             _require(key in pre, f"image preprocessing lacks {key!r}")
-        _require(_is_size(pre["image_size"]), f"preprocessing.image_size must be [height, width], got {pre['image_size']!r}")
+        _require(
+            _is_size(pre["image_size"]), f"preprocessing.image_size must be [height, width], got {pre['image_size']!r}"
+        )
         if pre.get("resize") is not None:
             _require(
                 _is_int(pre["resize"]) and pre["resize"] > 0,
@@ -133,9 +142,10 @@ class ModelManifest:
         pre = self.preprocessing
         _require(
             set(self.inputs) <= set(TEXT_INPUTS) and "input_ids" in self.inputs and "attention_mask" in self.inputs,
-            f"a text model takes input_ids, attention_mask (and optionally token_type_ids), manifest says {self.inputs}",
+            "a text model takes input_ids, attention_mask (and optionally token_type_ids), "
+            f"manifest says {self.inputs}",
         )
-        _require("tokenizer" in pre, "text preprocessing lacks 'tokenizer' (folder of the tokenizer inside the artifact)")
+        _require("tokenizer" in pre, "text preprocessing lacks 'tokenizer' (its folder inside the artifact)")
         tokenizer = pre["tokenizer"]
         _require(
             isinstance(tokenizer, str) and not Path(tokenizer).is_absolute() and ".." not in Path(tokenizer).parts,

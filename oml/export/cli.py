@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help="Zoo name, e.g. minilm_l6")
     what.add_argument("--arch", help="timm architecture, e.g. vit_small_patch16_224 (needs --weights)")
-    parser.add_argument("--weights", help="with --arch: checkpoint file, or 'none' for random weights")
+    parser.add_argument("--weights", help="checkpoint file (a Hugging Face folder for text models), or 'none' for "
+                        "random weights; required with --arch, optional with --model (default: the Zoo weights)")
     parser.add_argument("--out", required=True, help="models folder; the artifact goes to <out>/<name>/<version>/")
     parser.add_argument("--name", help="artifact name (default: the Zoo name or the architecture)")
     parser.add_argument("--version", type=int, default=1, help="artifact version, an integer >= 1 (default 1)")
@@ -51,8 +52,6 @@ def _export(args: argparse.Namespace) -> Path:
         raise ValueError(f"--version must be >= 1, got {args.version}")
     if args.arch and not args.weights:
         raise ValueError("--arch needs --weights PATH (a checkpoint) or --weights none (random weights)")
-    if args.model and args.weights:
-        raise ValueError("--weights goes with --arch; --model uses the Zoo entry's own weights")
     kwargs = {
         "version": args.version,
         "quantize": args.quantize,
@@ -66,11 +65,14 @@ def _export(args: argparse.Namespace) -> Path:
 
     from oml.export import export_pretrained, export_timm
 
-    if args.model:
-        return export_pretrained(args.model, args.out, artifact_name=args.name, **kwargs)
-    weights = None if args.weights.lower() == "none" else args.weights
-    if weights is not None and not Path(weights).is_file():
+    weights = args.weights
+    if weights is not None and weights.lower() == "none":
+        weights = None
+    elif weights is not None and not Path(weights).exists():
         raise FileNotFoundError(f"--weights {weights}: no such file")
+    if args.model:
+        zoo_weights = weights if args.weights is not None else "zoo"
+        return export_pretrained(args.model, args.out, artifact_name=args.name, weights=zoo_weights, **kwargs)
     kwargs.pop("sample_texts", None)
     return export_timm(args.arch, weights, args.out, name=args.name, **kwargs)
 

@@ -5,7 +5,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from oml.export.quantize import (
     convert_fp16,
     quantize_int8,
 )
-from oml.export.samples import SAMPLE_TEXTS, sample_images
+from oml.export.samples import SAMPLE_TEXTS, sample_images as builtin_sample_images
 
 LOGGER = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def export_extractor(
     normalise: bool = True,
     opset: int = DEFAULT_OPSET,
     sample_texts: Optional[Sequence[str]] = None,
-    sample_images_: Optional[Sequence[Any]] = None,
+    sample_images: Optional[Sequence[Any]] = None,
     metrics: Optional[Mapping[str, Any]] = None,
     overwrite: bool = False,
 ) -> Path:
@@ -92,7 +92,7 @@ def export_extractor(
         quantize: ``"int8"`` for dynamic int8 quantization, checked: mean cosine to fp32 >= 0.99 on sample inputs.
         fp16: store float16 weights and compute (for GPU serving); inputs and outputs stay float32.
         normalise: L2-normalise the embeddings inside the graph.
-        sample_texts / sample_images_: inputs for the checks (built-in samples if None); real data is better.
+        sample_texts / sample_images: inputs for the checks (built-in samples if None); real data is better.
         metrics: extra metrics for the manifest (e.g. validation CMC from training).
         overwrite: replace an existing version folder instead of failing.
 
@@ -115,7 +115,7 @@ def export_extractor(
     with building_artifact_dir(final_dir, overwrite=overwrite) as build_dir, tempfile.TemporaryDirectory() as scratch:
         fp32_path = Path(scratch) / "model.fp32.onnx"
         if modality == "text":
-            graph, input_names, parity_feeds, check_feeds, pre = _prepare_text(
+            graph, input_names, parity_texts, parity_feeds, check_feeds, pre = _prepare_text(
                 extractor, tokenizer, preprocessing, normalise, sample_texts
             )
             tokenizer.save_pretrained(str(build_dir / TOKENIZER_DIR))
@@ -125,8 +125,9 @@ def export_extractor(
                 parity_feeds = {k: v for k, v in parity_feeds.items() if k in used}
                 check_feeds = [{k: v for k, v in f.items() if k in used} for f in check_feeds]
         else:
+            parity_texts = []
             graph, input_names, parity_feeds, check_feeds, pre = _prepare_image(
-                extractor, preprocessing, normalise, sample_images_
+                extractor, preprocessing, normalise, sample_images
             )
             export_graph(graph, parity_feeds, fp32_path, image_dynamic_axes(), opset)
 
@@ -163,7 +164,7 @@ def export_extractor(
             inputs=list(input_names),
         )
         manifest.save(build_dir)
-        _check_loads(build_dir, modality, sample_texts, reference if precision == "fp32" else None)
+        _check_loads(build_dir, parity_texts, reference if precision == "fp32" else None)
     LOGGER.info(
         "Exported %s v%d (%s, %d-d, %s) to %s in %.1f s; metrics %s",
         name, version, modality, embedding_size, precision, final_dir, time.perf_counter() - started, all_metrics,
@@ -196,7 +197,7 @@ def _prepare_text(
     pad_id = getattr(tokenizer, "pad_token_id", None)
     pre = {k: v for k, v in preprocessing.items() if k not in ("tokenizer", "modality")}
     pre.update({"tokenizer": TOKENIZER_DIR, "max_length": max_length, "pad_token_id": pad_id})
-    return graph, input_names, feeds(parity_texts), check_feeds, pre
+    return graph, input_names, parity_texts, feeds(parity_texts), check_feeds, pre
 
 
 def _prepare_image(
@@ -210,7 +211,7 @@ def _prepare_image(
     pre = {k: v for k, v in preprocessing.items() if k != "modality"}
     pre["image_size"] = [int(s) for s in pre["image_size"]]
     graph = ImageEmbeddingGraph(extractor, normalise=normalise).eval()
-    pil_images = [decode_image(im) for im in (images or sample_images())]
+    pil_images = [decode_image(im) for im in (images or builtin_sample_images())]
     pixels = np.stack([preprocess_image(im, pre) for im in pil_images]).astype(np.float32)
     parity = {IMAGE_INPUT: pixels[:4]}
     check = [{IMAGE_INPUT: pixels[i:i + 16]} for i in range(0, len(pixels), 16)]
@@ -271,21 +272,22 @@ def check_compression(fp32_path: Path, compressed_path: Path, feeds: Sequence[Ma
     return result
 
 
-def _check_loads(build_dir: Path, modality: str, sample_texts: Optional[Sequence[str]],
-                 reference: Optional[np.ndarray]) -> None:
-    """Open the finished folder with the runtime loader, as the server will."""
+def _check_loads(build_dir: Path, parity_texts: Sequence[str], reference: Optional[np.ndarray]) -> None:
+    """Open the finished folder with the runtime loader, as the server will; for fp32 text models also compare the
+    runtime's own tokenization + graph with torch fed by the transformers tokenizer."""
     from oml.inference import OnnxExtractor
 
     extractor = OnnxExtractor.load(build_dir, device="cpu")
-    if modality == "text" and reference is not None and sample_texts is None:
-        # end to end with the runtime's own tokenizer against torch fed by the transformers tokenizer
-        texts = SAMPLE_TEXTS[:7] + SAMPLE_TEXTS[-2:]
-        diff = float(np.abs(extractor.embed_texts(texts) - reference).max())
+    if parity_texts and reference is not None:
+        diff = float(np.abs(extractor.embed_texts(list(parity_texts)) - reference).max())
         if not diff <= PARITY_ATOL:
             raise ExportParityError(f"runtime tokenization + ONNX differs from torch by max |diff| = {diff:.3g}")
 
 
 # ----- entry points by name -----
+
+
+ZOO_WEIGHTS = "zoo"
 
 
 def export_pretrained(
@@ -295,20 +297,26 @@ def export_pretrained(
     quantize: Optional[str] = None,
     fp16: bool = False,
     artifact_name: Optional[str] = None,
+    weights: Optional[TPath] = ZOO_WEIGHTS,
     **kwargs: Any,
 ) -> Path:
     """Export Zoo entry ``name`` (e.g. ``"minilm_l6"``) to ``<out_dir>/<artifact_name or name>/<version>/``.
 
-    Extra keyword arguments go to `export_extractor` (``opset``, ``sample_texts``, ``overwrite``, ...).
+    ``weights``: the entry's own pretrained weights by default; None for random weights of the same architecture;
+    or a checkpoint file (images) / Hugging Face folder (texts), e.g. a fine-tuned one. Preprocessing and tokenizer
+    always come from the Zoo entry. Extra keyword arguments go to `export_extractor` (``opset``, ``sample_texts``,
+    ``overwrite``, ``normalise``, ...).
     """
-    extractor, entry, tokenizer = _load_pretrained(name)
+    extractor, entry, tokenizer = _load_pretrained(name, weights)
     preprocessing = dict(entry["preprocessing"])
     modality = preprocessing.get("modality") or ("text" if tokenizer is not None else "image")
-    source = {"zoo": name}
+    source: Dict[str, Any] = {"zoo": name}
+    if weights != ZOO_WEIGHTS:
+        source["weights"] = None if weights is None else str(Path(weights).resolve())
     if modality == "text":
         source["tokenizer"] = entry["preprocessing"].get("tokenizer")
     for key, label in (("url", "url"), ("hash", "hash"), ("source", "package")):
-        if entry.get(key):
+        if entry.get(key) and weights == ZOO_WEIGHTS:
             source[label] = entry[key]
     return export_extractor(
         extractor, out_dir, name=artifact_name or name, version=version, modality=modality,
@@ -316,12 +324,14 @@ def export_pretrained(
     )
 
 
-def _load_pretrained(name: str) -> tuple:
+def _load_pretrained(name: str, weights: Optional[TPath]) -> tuple:
     """(extractor, Zoo entry, tokenizer or None) for a Zoo name, through `oml.registry`."""
     from oml.registry import get_extractor_by_name, get_pretrained_entry
 
     _, entry = get_pretrained_entry(name)
-    extractor = get_extractor_by_name(name)
+    if weights not in (None, ZOO_WEIGHTS) and not Path(weights).exists():
+        raise FileNotFoundError(f"weights {weights}: no such file or folder")
+    extractor = get_extractor_by_name(name, weights=weights)
     tokenizer = None
     if entry["preprocessing"].get("modality") == "text":
         from oml.registry import get_tokenizer_for_pretrained
@@ -391,7 +401,9 @@ def load_checkpoint_into(model: nn.Module, path: Path) -> None:
             state = {k[len(prefix):]: v for k, v in state.items()}
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys:
-        raise ValueError(f"{path} lacks weights for {len(result.missing_keys)} parameters, e.g. {result.missing_keys[:5]}")
+        raise ValueError(
+            f"{path} lacks weights for {len(result.missing_keys)} parameters, e.g. {result.missing_keys[:5]}"
+        )
     if result.unexpected_keys:
         LOGGER.info("Ignored %d checkpoint keys not in the model (e.g. %s)", len(result.unexpected_keys),
                     result.unexpected_keys[:3])

@@ -14,7 +14,7 @@ except ModuleNotFoundError as e:  # the PyTorch half is not written yet
         raise
 
     def __getattr__(name: str) -> Any:
-        raise AttributeError(f"module 'oml.inference' has no attribute {name!r} (oml/inference/inference.py is missing)")
+        raise AttributeError(f"module 'oml.inference' has no attribute {name!r} (oml/inference/inference.py missing)")
 
 
 __all__ = ["OnnxExtractor", "InvalidInputError", "inference"]

@@ -14,7 +14,13 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from oml.artifact import IMAGE_INPUT, Artifact, ArtifactError, ModelManifest, load_artifact
-from oml.inference.images import DEFAULT_MAX_IMAGE_PIXELS, InvalidInputError, TImageInput, decode_image, preprocess_image
+from oml.inference.images import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    InvalidInputError,
+    TImageInput,
+    decode_image,
+    preprocess_image,
+)
 from oml.inference.texts import TextTokenizer, check_texts
 
 LOGGER = logging.getLogger(__name__)
@@ -268,7 +274,9 @@ def _create_session(model_path: Path, device: str, num_threads: Optional[int]) -
 def _check_graph(session: Any, manifest: ModelManifest) -> None:
     inputs = {i.name: i for i in session.get_inputs()}
     if set(inputs) != set(manifest.inputs):
-        raise ArtifactError(f"graph inputs {sorted(inputs)} do not match the manifest's inputs {sorted(manifest.inputs)}")
+        raise ArtifactError(
+            f"graph inputs {sorted(inputs)} do not match the manifest's inputs {sorted(manifest.inputs)}"
+        )
     for name, node in inputs.items():
         if node.type != INPUT_DTYPES[name]:
             raise ArtifactError(f"graph input {name!r} has type {node.type}, expected {INPUT_DTYPES[name]}")

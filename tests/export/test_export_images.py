@@ -144,3 +144,32 @@ def test_unknown_architecture_and_bad_checkpoint_fail_clearly(tmp_path: Path) ->
     torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "wrong.pth")
     with pytest.raises(ValueError, match="lacks weights for"):
         export_timm("resnet18", tmp_path / "wrong.pth", tmp_path)
+
+
+def test_zoo_image_extractor_exports_with_zoo_preprocessing_and_matches_torch(
+    models_dir: Path, omniglot_paths: List[Path]
+) -> None:
+    from oml.export import export_extractor
+    from oml.registry import get_extractor_by_name, get_pretrained_entry
+
+    torch.manual_seed(0)
+    extractor = get_extractor_by_name("resnet18_imagenet1k_v1", weights=None).eval()  # a Zoo arch, random weights
+    _, entry = get_pretrained_entry("resnet18_imagenet1k_v1")
+    path = export_extractor(extractor, models_dir, name="zoo_resnet18", modality="image",
+                            preprocessing=entry["preprocessing"], source={"zoo": "resnet18_imagenet1k_v1"},
+                            sample_images=omniglot_paths[:4], normalise=False)
+    onnx_extractor = OnnxExtractor.load(path, num_threads=2)
+    assert onnx_extractor.manifest.normalised is False
+    assert onnx_extractor.manifest.preprocessing["resize"] == entry["preprocessing"]["resize"]
+    with torch.no_grad():
+        expected = extractor(torchvision_pixels(omniglot_paths, entry["preprocessing"])).numpy()
+    assert np.abs(onnx_extractor.embed_images(omniglot_paths) - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
+
+
+def test_export_pretrained_takes_random_weights_for_a_zoo_name(models_dir: Path) -> None:
+    from oml.export import export_pretrained
+
+    path = export_pretrained("resnet18_imagenet1k_v1", models_dir, weights=None, artifact_name="zoo_random")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["source"] == {"zoo": "resnet18_imagenet1k_v1", "weights": None}
+    assert manifest["embedding_size"] == 512 and manifest["preprocessing"]["image_size"] == [224, 224]

@@ -1,6 +1,5 @@
 """OnnxExtractor on real exported artifacts: load-time validation, device choice, text embedding behaviour."""
 
-import json
 import shutil
 import threading
 from pathlib import Path
