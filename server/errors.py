@@ -121,8 +121,28 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error_handler)
 
 
+
+def install_library_error_handlers(app: FastAPI) -> None:
+    """Errors of the layers below that a client can cause or must be told about, as JSON 4xx/503."""
+    from indexing import GalleryNotFoundError, InvalidGalleryNameError
+    from oml.inference import InvalidInputError as UndecodableInput
+    from server.model_registry import ModelNotFound, ModelUnavailable
+
+    def handler(status: int, code: str):
+        async def respond(request: Request, exc: Exception) -> JSONResponse:
+            logger.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+            return JSONResponse(error_body(str(exc), code), status_code=status)
+        return respond
+
+    app.add_exception_handler(UndecodableInput, handler(422, "invalid_input"))
+    app.add_exception_handler(InvalidGalleryNameError, handler(422, "invalid_name"))
+    app.add_exception_handler(GalleryNotFoundError, handler(404, "not_found"))
+    app.add_exception_handler(ModelNotFound, handler(503, "model_unavailable"))
+    app.add_exception_handler(ModelUnavailable, handler(503, "model_unavailable"))
+
+
 __all__ = [
     "ApiError", "NotFoundError", "ConflictError", "InvalidInputError", "ModalityMismatchError",
     "PayloadTooLargeError", "UnauthorizedError", "ForbiddenError", "NotImplementedApiError", "UnavailableError",
-    "error_body", "install_error_handlers",
+    "error_body", "install_error_handlers", "install_library_error_handlers",
 ]

@@ -1,5 +1,8 @@
 """The query path: check k, embed with the gallery's model version (micro-batched), search, optionally rerank."""
 
+import importlib
+import json
+import logging
 from functools import partial
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -11,6 +14,8 @@ from server.batcher import MicroBatcher
 from server.embedding import QueryEmbedder
 from server.errors import InvalidInputError, NotImplementedApiError, UnavailableError
 from server.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 SWAP_RETRIES = 3
 
@@ -108,4 +113,28 @@ class Searcher:
         return result
 
 
-__all__ = ["Searcher"]
+def load_postprocessor(spec: Optional[str], args_json: Optional[str]) -> Optional[Any]:
+    """Build the `IRetrievalPostprocessor` named `module:factory` (e.g. `oml.retrieval:ConstantThresholding`),
+    called with the keyword arguments in `args_json`; None when `spec` is None."""
+    if spec is None:
+        return None
+    from oml.interfaces.retrieval import IRetrievalPostprocessor
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"postprocessor must look like 'package.module:factory', got {spec!r}")
+    try:
+        kwargs = json.loads(args_json) if args_json else {}
+    except json.JSONDecodeError as error:
+        raise ValueError(f"postprocessor arguments are not valid JSON: {error}") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"postprocessor arguments must be a JSON object, got {args_json!r}")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    postprocessor = factory(**kwargs)
+    if not isinstance(postprocessor, IRetrievalPostprocessor):
+        raise ValueError(f"{spec} built a {type(postprocessor).__name__}, not an IRetrievalPostprocessor")
+    logger.info("search rerank uses %r", postprocessor)
+    return postprocessor
+
+
+__all__ = ["Searcher", "VersionChanged", "load_postprocessor"]

@@ -3,7 +3,7 @@ ConstantThresholding), and `OML_PROTECT_SEARCH` puts search behind the API key."
 
 import pytest
 
-from server.app import load_postprocessor
+from server.search_service import load_postprocessor
 from server_helpers import API_KEY, ServerProcess, items_from, models_copy
 
 
