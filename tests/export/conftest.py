@@ -20,10 +20,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def debian_texts(shared_data_dir: Path) -> List[str]:
-    """300 real one-line package descriptions, a fixed random sample."""
+    """200 real one-line package descriptions, a fixed random sample."""
     with open(shared_data_dir / "debian-packages" / "descriptions.tsv", encoding="utf-8") as f:
         rows = [row["description"] for row in csv.DictReader(f, delimiter="\t")]
-    return random.Random(0).sample(rows, 300)
+    return random.Random(0).sample(rows, 200)
 
 
 @pytest.fixture(scope="session")
