@@ -37,6 +37,11 @@ def quantize_int8(
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if count_weight_matmuls(fp32_path) == 0:
+        raise ValueError(
+            f"{Path(fp32_path).name} has no MatMul/Gemm with constant weights: dynamic int8 would change nothing "
+            "(convolutional networks such as ResNet are not quantized); export it without --quantize"
+        )
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(fp32_path)
         if calibration_feeds:
@@ -54,6 +59,17 @@ def quantize_int8(
     LOGGER.info("Quantized %s to int8 (dynamic, per-channel MatMul weights%s) -> %s", Path(fp32_path).name,
                 f", smoothing alpha {smooth_alpha}" if calibration_feeds else "", int8_path)
     return int8_path
+
+
+def count_weight_matmuls(path: Path) -> int:
+    """How many MatMul/Gemm nodes of the graph multiply by a constant weight (what dynamic int8 quantizes)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    constants = {init.name for init in graph.initializer}
+    return sum(
+        1 for n in graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in constants
+    )
 
 
 def smooth_activations(

@@ -173,3 +173,9 @@ def test_export_pretrained_takes_random_weights_for_a_zoo_name(models_dir: Path)
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["source"] == {"zoo": "resnet18_imagenet1k_v1", "weights": None}
     assert manifest["embedding_size"] == 512 and manifest["preprocessing"]["image_size"] == [224, 224]
+
+
+def test_int8_on_a_convolutional_network_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no MatMul/Gemm with constant weights"):
+        export_timm("resnet18", None, tmp_path, quantize="int8")
+    assert list((tmp_path / "resnet18").iterdir()) == []
