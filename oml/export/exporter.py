@@ -75,6 +75,7 @@ def export_extractor(
     sample_images: Optional[Sequence[Any]] = None,
     metrics: Optional[Mapping[str, Any]] = None,
     overwrite: bool = False,
+    quantize_options: Optional[Mapping[str, Any]] = None,
 ) -> Path:
     """Write the artifact ``<out_dir>/<name>/<version>/`` for a torch extractor and return its path.
 
@@ -95,6 +96,8 @@ def export_extractor(
         sample_texts / sample_images: inputs for the checks (built-in samples if None); real data is better.
         metrics: extra metrics for the manifest (e.g. validation CMC from training).
         overwrite: replace an existing version folder instead of failing.
+        quantize_options: keyword arguments for `oml.export.quantize.quantize_int8` (``smooth_alpha``,
+            ``keep_float_fraction``).
 
     Raises:
         ExportParityError: fp32 graph output differs from torch by more than 1e-4.
@@ -140,8 +143,10 @@ def export_extractor(
         model_path = build_dir / MODEL_FILE
         precision = "fp32"
         if quantize == "int8":
-            quantize_int8(fp32_path, model_path, calibration_feeds=check_feeds)
+            info = quantize_int8(fp32_path, model_path, calibration_feeds=check_feeds, **(quantize_options or {}))
             all_metrics.update(check_compression(fp32_path, model_path, check_feeds, "int8", INT8_MIN_MEAN_COSINE))
+            all_metrics["int8_smoothing_alpha"] = info["smoothing_alpha"]
+            all_metrics["int8_float_matmuls"] = len(info["float_matmuls"])
             precision = "int8"
         elif fp16:
             convert_fp16(fp32_path, model_path)
