@@ -1,4 +1,12 @@
-"""ONNX export of extractors into model artifacts (see `oml.artifact`), with parity and quantization checks."""
+"""ONNX export of extractors into model artifacts (see `oml.artifact`), with parity and quantization checks.
+
+>>> from oml.export import export_pretrained                                  # doctest: +SKIP
+>>> export_pretrained("minilm_l6", "models", version=1, quantize="int8")      # doctest: +SKIP
+PosixPath('models/minilm_l6/1')
+
+From the shell: ``oml export --model minilm_l6 --out models --quantize int8`` or
+``oml export --arch vit_small_patch16_224 --weights none --out models``.
+"""
 
 from oml.export.exporter import (
     ExportError,
