@@ -84,10 +84,15 @@ class FaissIndex(IIndex):
         if "IDMap" in self.spec:
             raise IndexSpecError(f"index spec {self.spec!r}: leave out IDMap, ids are always kept")
         try:
-            return faiss.index_factory(self.dim, self.spec, faiss.METRIC_L2)
+            index = faiss.index_factory(self.dim, self.spec, faiss.METRIC_L2)
         except RuntimeError as error:
             first_line = str(error).strip().splitlines()[-1] if str(error).strip() else str(error)
             raise IndexSpecError(f"unknown FAISS index spec {self.spec!r}: {first_line}") from error
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None and isinstance(faiss.downcast_index(ivf), faiss.IndexIVFPQ):
+            ivf = faiss.downcast_index(ivf)
+            ivf.do_polysemous_training = False  # slow, and only for Hamming-filtered search, which is never used here
+        return index
 
     def _default_train_size(self) -> int:
         if not self.needs_training:
