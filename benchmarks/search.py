@@ -5,7 +5,7 @@ Vectors: real MiniLM (`minilm_l6`, 384-d, L2-normalised) embeddings of the Debia
 descriptions are the queries; the rest are the gallery, repeated with Gaussian noise (then re-normalised) up to the
 gallery size where it exceeds the real set (the table says how many rows are real). Ground truth is the exact top-10.
 
-Per engine and setting: build time, memory (RSS growth while building), single-query QPS (one query per call),
+Per engine and setting: build time, index file size, single-query QPS (one query per call),
 batched QPS (all queries in one call), recall@10 against exact, and the speed-up over the exact engine's
 single-query QPS.
 
