@@ -123,9 +123,9 @@ def expand(base: np.ndarray, size: int, noise: float, seed: int) -> Tuple[np.nda
 def settings_for(size: int, quick: bool, hnsw_max_size: int) -> List[Tuple[str, str, Dict[str, Any], List[Dict[str, Any]]]]:
     """(engine label, spec, build options, search settings) to measure at this gallery size."""
     nlist = 256 if size <= 200_000 else 1024
-    hnsw_efs = [16, 64] if quick else [16, 32, 64, 128]
-    ivf_probes = [4, 16] if quick else [4, 8, 16, 32, 64]
-    pq_probes = [16] if quick else [8, 32, 64]
+    hnsw_efs = [16, 64] if quick else [16, 32, 64, 128, 256]
+    ivf_probes = [4, 16] if quick else [4, 16, 32, 64, 128]
+    pq_probes = [16] if quick else [16, 64]
     plan = [
         ("exact", "exact", {}, [{}]),
         ("FAISS Flat", "Flat", {}, [{}]),
