@@ -86,12 +86,11 @@ class Gallery:
     >>> from oml.artifact import ModelManifest
     >>> model = ModelManifest(name="demo", version=1, modality="text", embedding_size=2,
     ...                       preprocessing={"tokenizer": "tokenizer", "max_length": 8})
-    >>> with tempfile.TemporaryDirectory() as data_dir:
-    ...     gallery = Gallery.create(data_dir, "docs", model, index_spec="Flat")
-    ...     _ = gallery.upsert([Item("a", label=1), Item("b", label=2)], np.array([[0, 0], [1, 0]], np.float32))
-    ...     [hit.key for hit in gallery.search(np.array([[0.9, 0]], np.float32), k=2)[0]]
-    ...     gallery.close()
+    >>> gallery = Gallery.create(tempfile.mkdtemp(), "docs", model, index_spec="Flat")
+    >>> _ = gallery.upsert([Item("a", label=1), Item("b", label=2)], np.array([[0, 0], [1, 0]], np.float32))
+    >>> [hit.key for hit in gallery.search(np.array([[0.9, 0]], np.float32), k=2)[0]]
     ['b', 'a']
+    >>> gallery.close()
     """
 
     def __init__(self, folder: Path, manifest: GalleryManifest, store: ItemStore, autosave_changes: int = 100_000):
