@@ -26,8 +26,10 @@ class _Pending:
 class MicroBatcher:
     """Gathers queued requests until `max_batch_size` inputs or `max_wait_ms` have passed, then embeds them at once.
 
-    The ONNX call runs in `executor`, off the event loop; each caller gets back only its own rows.
-    With `max_batch_size=1` every request is embedded alone (batching off).
+    The ONNX call runs in `executor`, off the event loop; each caller gets back only its own rows. While one batch
+    runs, new requests queue up and form the next batch. The `max_wait_ms` wait applies only when the last batch held
+    several requests, so a lone client pays no added latency. With `max_batch_size=1` every request is embedded
+    alone (batching off).
     """
 
     def __init__(self, label: str, embed_fn: EmbedFn, executor: Executor, max_batch_size: int = 32,
@@ -44,6 +46,7 @@ class MicroBatcher:
         self._worker: Optional[asyncio.Task] = None
         self._carry: Optional[_Pending] = None
         self._closed = False
+        self._last_batch_requests = 1
 
     async def embed(self, inputs: Sequence[Any]) -> np.ndarray:
         """Embed `inputs` (texts or decoded images), sharing the model call with concurrent requests."""
@@ -96,7 +99,10 @@ class MicroBatcher:
     async def _gather(self) -> List[_Pending]:
         first = await self._next(None)
         batch, count = [first], len(first.inputs)
-        deadline = time.perf_counter() + self.max_wait_s
+        # Waiting only pays when traffic is concurrent: a lone client (last batch held one request, nothing queued)
+        # is served at once instead of paying max_wait_ms on every query.
+        sparse = self._last_batch_requests <= 1 and self._queue.empty()
+        deadline = time.perf_counter() + (0.0 if sparse else self.max_wait_s)
         while count < self.max_batch_size:
             item = await self._next(deadline - time.perf_counter())
             if item is None:
@@ -106,6 +112,7 @@ class MicroBatcher:
                 break
             batch.append(item)
             count += len(item.inputs)
+        self._last_batch_requests = len(batch)
         return batch
 
     async def _run(self) -> None:
