@@ -26,7 +26,6 @@ class ExactIndex(IIndex):
         self,
         dim: int,
         batch_size: int = 512,
-        max_matrix_bytes: int = 256 * 2**20,
         metadata: Optional[Dict[str, Any]] = None,
     ):
         if dim < 1:
@@ -34,7 +33,6 @@ class ExactIndex(IIndex):
         self.spec = EXACT_SPEC
         self.dim = int(dim)
         self.batch_size = batch_size
-        self.max_matrix_bytes = max_matrix_bytes
         self.metadata = dict(metadata or {})
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
         self._ids = np.empty((0,), dtype=np.int64)
@@ -85,20 +83,15 @@ class ExactIndex(IIndex):
         ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
         if self._size == 0 or queries.shape[0] == 0:
             return distances, ids
-        from oml.functional.knn import batched_knn_qg
+        from oml.functional.knn import exact_knn
 
-        top_n = min(k, self._size)
-        # queries per batch: at most `batch_size`, and a query-by-gallery distance matrix within `max_matrix_bytes`
-        batch_size = max(1, min(self.batch_size, self.max_matrix_bytes // (4 * self._size)))
-        found_distances, found_positions, _ = batched_knn_qg(
-            embeddings_query=queries, embeddings_gallery=self._vectors[: self._size], top_n=top_n, bs=batch_size,
-            check_finite=False,
+        # exact_knn walks the gallery in blocks, so memory stays bounded whatever the batch of queries
+        found_distances, found_positions = exact_knn(
+            queries, self._vectors[: self._size], top_n=min(k, self._size), bs=self.batch_size, check_finite=False
         )
-        gallery_ids = self._ids[: self._size]
-        for row, (row_distances, row_positions) in enumerate(zip(found_distances, found_positions)):
-            positions = np.asarray(row_positions, dtype=np.int64)
-            distances[row, : positions.size] = np.asarray(row_distances, dtype=np.float32)
-            ids[row, : positions.size] = gallery_ids[positions]
+        n_found = found_positions.shape[1]
+        distances[:, :n_found] = found_distances.numpy()
+        ids[:, :n_found] = self._ids[: self._size][found_positions.numpy()]
         return distances, ids
 
     def ids(self) -> np.ndarray:
