@@ -57,11 +57,9 @@ REFINE_BLOCK_ELEMENTS = 1 << 23
 
 FAISS_BLAS_MIN_QUERIES = 4
 """From this many queries on, FAISS's exact search uses one matrix product (BLAS) instead of one scan per query.
-faiss-cpu 1.15 ships a threshold of 128000, so small batches (a server's micro-batches) cost as much per query as
-single queries; measured here over 100k x 384 on one thread: 16 queries 76 ms with scans, 21 ms with BLAS; a single
-query 5 ms with a scan, 14 ms with BLAS. FAISS keeps this setting process-wide."""
-
-faiss.cvar.distance_compute_blas_threshold = FAISS_BLAS_MIN_QUERIES
+FAISS compares its process-wide `distance_compute_blas_threshold` with n_queries x dim, and faiss-cpu 1.15 ships
+128000 (333 queries at 384-d), so a server's micro-batches cost as much per query as single queries. Measured here,
+100k x 384, one thread: 16 queries 77 ms with scans, 22 ms with BLAS; 1 query 5 ms with a scan, 14 ms with BLAS."""
 
 
 class _Exclusions:
@@ -163,6 +161,7 @@ def _faiss_threads(work: int) -> Iterator[None]:
 
 def _search_block_faiss(queries: Tensor, gallery_np: np.ndarray, k: int) -> Tensor:
     """Candidate ids [n_queries, k] (-1 where none) from FAISS's exact L2 search."""
+    faiss.cvar.distance_compute_blas_threshold = FAISS_BLAS_MIN_QUERIES * queries.shape[1]
     _, ids = faiss.knn(queries.numpy(), gallery_np, k, metric=faiss.METRIC_L2)
     return torch.from_numpy(ids).long()
 
