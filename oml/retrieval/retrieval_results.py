@@ -322,16 +322,12 @@ class RetrievalResults:
         q_ids, g_ids = dataset.get_query_ids(), dataset.get_gallery_ids()
         if len(q_ids) != self.n_queries:
             raise ValueError(f"The results have {self.n_queries} queries but {name} has {len(q_ids)}.")
-        ids = self._check_query_ids(query_ids)
         if verbose:
-            print(f"Drawing {n_galleries_to_show} retrieved items for queries {ids}.")
-        return plot_retrieval_grid(
-            ids,
-            self.distances,
-            self.retrieved_ids,
-            self.gt_ids,
-            draw_query=lambda i, color: dataset.visualize(int(q_ids[i]), color),
-            draw_gallery=lambda j, color: dataset.visualize(int(g_ids[j]), color),
+            print(f"Drawing {n_galleries_to_show} retrieved items for queries {list(query_ids)}.")
+        return self.visualize_with_functions(
+            query_ids,
+            visualize_query_fn=lambda i, color: dataset.visualize(int(q_ids[i]), color),
+            visualize_gallery_fn=lambda j, color: dataset.visualize(int(g_ids[j]), color),
             n_galleries_to_show=n_galleries_to_show,
             n_gt_to_show=n_gt_to_show,
             show=show,
@@ -353,16 +349,12 @@ class RetrievalResults:
                 raise TypeError(f"{role} must be an IVisualizableDataset to be drawn, got {type(ds).__name__}.")
         if len(dataset_query) != self.n_queries:
             raise ValueError(f"The results have {self.n_queries} queries but dataset_query has {len(dataset_query)}.")
-        ids = self._check_query_ids(query_ids)
         if verbose:
-            print(f"Drawing {n_galleries_to_show} retrieved items for queries {ids}.")
-        return plot_retrieval_grid(
-            ids,
-            self.distances,
-            self.retrieved_ids,
-            self.gt_ids,
-            draw_query=lambda i, color: dataset_query.visualize(i, color),
-            draw_gallery=lambda j, color: dataset_gallery.visualize(j, color),
+            print(f"Drawing {n_galleries_to_show} retrieved items for queries {list(query_ids)}.")
+        return self.visualize_with_functions(
+            query_ids,
+            visualize_query_fn=dataset_query.visualize,
+            visualize_gallery_fn=dataset_gallery.visualize,
             n_galleries_to_show=n_galleries_to_show,
             n_gt_to_show=n_gt_to_show,
             show=show,
