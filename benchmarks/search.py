@@ -214,8 +214,8 @@ def write_markdown(path: Path, results: List[Dict[str, Any]], env: Dict[str, Any
         "# Gallery search: exact vs FAISS",
         "",
         f"{env['queries']} held-out real MiniLM query embeddings, k = 10, {env['threads']} threads, {env['cpu']}. "
-        "Speed-ups are single-query QPS over the exact engine's (`exact` = `oml.functional.knn.batched_knn_qg`, "
-        "torch). Index file: the size of the saved (checksummed) index file, a good measure of its memory.",
+        "Speed-ups are single-query QPS over the exact engine's (`exact` = `indexing.ExactIndex` on "
+        "`oml.functional.knn.exact_knn`). Index file: the size of the saved (checksummed) index file, a good measure of its memory.",
         "",
     ]
     for result in results:
