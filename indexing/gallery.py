@@ -16,13 +16,13 @@ import shutil
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
-from indexing.atomic import fsync_dir
+from oml.utils.atomic import fsync_dir
 from indexing.errors import (
     GalleryCorruptError,
     GalleryError,
@@ -471,7 +471,7 @@ class Gallery:
         folder = self.folder / FILES_DIR / digest[:2]
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{digest}.{suffix.lower()}"
-        from indexing.atomic import atomic_write_bytes
+        from oml.utils.atomic import atomic_write_bytes
 
         atomic_write_bytes(path, data)
         return path

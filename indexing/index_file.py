@@ -12,7 +12,7 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from indexing.atomic import atomic_writer
+from oml.utils.atomic import atomic_writer
 from indexing.errors import IndexCorruptError
 from indexing.interfaces import TPath
 

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict
 
-from indexing.atomic import atomic_write_json
+from oml.utils.atomic import atomic_write_json
 from indexing.errors import GalleryCorruptError
 
 MANIFEST_FILE = "manifest.json"

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Union
 
+from oml.utils.atomic import atomic_write_text, fsync_dir
+
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_DIR = "tokenizer"
@@ -194,7 +196,7 @@ class ModelManifest:
         """Validate and write `<artifact_dir>/manifest.json` atomically (temp file, fsync, os.replace)."""
         self.validate()
         path = Path(artifact_dir) / MANIFEST_FILE
-        write_text_atomically(path, json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n")
         return path
 
 
@@ -266,26 +268,10 @@ def building_artifact_dir(final_dir: TPath, overwrite: bool = False) -> Iterator
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp_dir, final_dir)
-        _fsync_dir(final_dir.parent)
+        fsync_dir(final_dir.parent)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-
-
-def write_text_atomically(path: TPath, text: str) -> None:
-    """Write a text file via a temp file in the same folder, fsync, then os.replace."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
 
 
 def _fsync_tree(root: Path) -> None:
@@ -293,20 +279,7 @@ def _fsync_tree(root: Path) -> None:
         for filename in filenames:
             with open(os.path.join(dirpath, filename), "rb") as f:
                 os.fsync(f.fileno())
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(Path(dirpath))
 
 
 def _require(condition: bool, message: str) -> None:
@@ -330,7 +303,6 @@ __all__ = [
     "artifact_dir_for",
     "list_versions",
     "building_artifact_dir",
-    "write_text_atomically",
     "MANIFEST_FILE",
     "MODEL_FILE",
     "TOKENIZER_DIR",

@@ -5,9 +5,7 @@ the active version number, written atomically so the choice survives restarts.
 """
 
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
 import numpy as np
 
+from oml.utils.atomic import atomic_write_text
 from server.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
@@ -93,17 +92,7 @@ def probe_extractor(extractor: Any, expected_size: int) -> None:
 
 def write_active_version(model_dir: Path, version: int) -> None:
     """Atomically write `model_dir/ACTIVE`."""
-    fd, tmp = tempfile.mkstemp(prefix=".ACTIVE.", dir=str(model_dir))
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(f"{version}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, model_dir / ACTIVE_FILE)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(model_dir / ACTIVE_FILE, f"{version}\n")
 
 
 def read_active_version(model_dir: Path) -> Optional[int]:

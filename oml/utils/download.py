@@ -25,6 +25,7 @@ from typing import Optional, Tuple, Union
 from tqdm.auto import tqdm
 
 from oml.const import CACHE_PATH
+from oml.utils.atomic import fsync_dir
 
 LOGGER = logging.getLogger(__name__)
 
@@ -173,26 +174,13 @@ def download_checkpoint(
             LOGGER.warning("Downloaded %s unverified: no checksum is known for it", url)
 
         os.replace(tmp_path, path)
-        _fsync_dir(folder)
+        fsync_dir(folder)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
     LOGGER.info("Downloaded %s to %s", url, path)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        dir_fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 __all__ = [

@@ -1,6 +1,6 @@
 import pytest
 
-from indexing.atomic import atomic_write_json, atomic_writer
+from oml.utils.atomic import atomic_write_json, atomic_writer
 
 
 def test_failed_write_leaves_the_old_file_and_no_temporary_files(tmp_path):

@@ -9,10 +9,15 @@ from typing import Any, BinaryIO, Iterator, Union
 
 
 def fsync_dir(folder: Union[str, Path]) -> None:
-    """Make a rename inside `folder` durable."""
-    fd = os.open(str(folder), os.O_RDONLY)
+    """Make a rename inside `folder` durable (best effort: some file systems cannot fsync a folder)."""
+    try:
+        fd = os.open(str(folder), os.O_RDONLY)
+    except OSError:
+        return
     try:
         os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -44,9 +49,14 @@ def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:
         handle.write(data)
 
 
+def atomic_write_text(path: Union[str, Path], text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
 def atomic_write_json(path: Union[str, Path], obj: Any) -> None:
     """Write `obj` as indented JSON to `path` atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
 
-__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_json", "fsync_dir"]
+__all__ = ["atomic_writer", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "fsync_dir"]
