@@ -3,29 +3,36 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 DATA_DIR ?= data
 MODELS_DIR ?= models
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install test serve bench clean
+.PHONY: install install-dev test serve bench clean
 
+# `make serve` installs what serving needs; `make test` adds the `dev` extra (pytest and friends).
 install: $(STAMP)
+install-dev: $(DEV_STAMP)
 
 # Re-installs only when pyproject.toml changes, so later runs are quick.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e .
 	touch $(STAMP)
 
-test: $(STAMP)
+$(DEV_STAMP): $(STAMP)
+	$(PY) -m pip install -e '.[dev]'
+	touch $(DEV_STAMP)
+
+test: $(DEV_STAMP)
 	$(PY) -m pytest
 
 serve: $(STAMP)
 	$(VENV)/bin/oml serve --data-dir $(DATA_DIR) --models-dir $(MODELS_DIR) --host $(HOST) --port $(PORT)
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) benchmarks/knn.py
 	$(PY) benchmarks/extraction.py
 	$(PY) benchmarks/search.py

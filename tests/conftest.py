@@ -1,4 +1,9 @@
-"""Suite-wide settings: never reach a model hub; where the shared data lives."""
+"""Suite-wide settings: never reach a model hub; where the test data lives.
+
+Tests read the small real samples committed in `tests/data/` (see its README), so a fresh clone runs the whole
+suite. The few tests that genuinely need the full data sets use `full_data_dir` (`../shared/data` beside the
+repository) and skip, saying so, where it is absent.
+"""
 
 import os
 from pathlib import Path
@@ -8,12 +13,21 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-SHARED_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_DATA_DIR = Path(__file__).resolve().parent / "data"
+FULL_DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data_dir() -> Path:
-    """`../shared/data` beside the repository (real Omniglot images, Debian package descriptions)."""
-    if not SHARED_DATA_DIR.is_dir():
-        pytest.skip(f"shared data folder not found at {SHARED_DATA_DIR}")
-    return SHARED_DATA_DIR
+def data_dir() -> Path:
+    """`tests/data`: samples of Omniglot (8 alphabets x 8 characters x 20 drawings) and Debian descriptions."""
+    if not (TEST_DATA_DIR / "omniglot" / "images").is_dir():
+        raise FileNotFoundError(f"test data missing at {TEST_DATA_DIR}: run `python tests/data/cut_samples.py`")
+    return TEST_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def full_data_dir() -> Path:
+    """`../shared/data` beside the repository: the full Omniglot (4,840 images) and Debian (63,436 rows) sets."""
+    if not FULL_DATA_DIR.is_dir():
+        pytest.skip(f"needs the full data sets: ../shared/data not found at {FULL_DATA_DIR}")
+    return FULL_DATA_DIR

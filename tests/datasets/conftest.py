@@ -1,4 +1,5 @@
-"""Fixtures for dataset tests: real Omniglot images, the real MiniLM tokenizer, a private mock-data cache."""
+"""Fixtures for dataset tests: real Omniglot images (the sample in tests/data and, where present, the full set),
+the real MiniLM tokenizer, a private mock-data cache."""
 
 import os
 from pathlib import Path
@@ -10,17 +11,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
-def omniglot_root(shared_data_dir: Path) -> Path:
-    """The real Omniglot folder under ../shared/data."""
-    root = shared_data_dir / "omniglot"
+def omniglot_root(data_dir: Path) -> Path:
+    """The Omniglot sample in tests/data: 8 alphabets x 8 characters x 20 drawings."""
+    return data_dir / "omniglot"
+
+
+@pytest.fixture(scope="session")
+def full_omniglot_root(full_data_dir: Path) -> Path:
+    """The full Omniglot folder under ../shared/data (skips where it is absent)."""
+    root = full_data_dir / "omniglot"
     if not (root / "images").is_dir():
-        pytest.skip(f"Omniglot images not found at {root / 'images'}")
+        pytest.skip(f"needs the full Omniglot set: images not found at {root / 'images'}")
     return root
 
 
 @pytest.fixture(scope="session")
 def omniglot_df(omniglot_root: Path) -> pd.DataFrame:
-    """The whole Omniglot dataframe, paths relative to `omniglot_root`."""
+    """The dataframe of the whole Omniglot sample, paths relative to `omniglot_root`."""
     from oml.utils.omniglot import omniglot_to_dataframe
 
     return omniglot_to_dataframe(omniglot_root)

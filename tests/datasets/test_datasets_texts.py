@@ -18,13 +18,13 @@ FRAME = 4
 
 
 @pytest.fixture(scope="module")
-def debian_df(shared_data_dir: Path) -> pd.DataFrame:
+def debian_df(data_dir: Path) -> pd.DataFrame:
     """Descriptions of packages whose source builds 3+ binaries: label = source, category = section."""
-    table = pd.read_csv(shared_data_dir / "debian-packages" / "descriptions.tsv", sep="\t", nrows=3000)
+    table = pd.read_csv(data_dir / "debian-packages" / "descriptions.tsv", sep="\t")
     per_source = table.groupby("source").agg(n=("package", "size"), sections=("section", "nunique"))
     sources = sorted(per_source[(per_source["n"] >= 3) & (per_source["sections"] == 1)].index)[:6]
     rows = table[table["source"].isin(sources)].groupby("source").head(3)
-    assert len(rows) == 18, "the first 3000 Debian packages hold 6 sources with 3+ binaries in one section"
+    assert len(rows) == 18, "the Debian sample holds 6 sources with 3+ binaries in one section"
     return pd.DataFrame(
         {
             "label": rows["source"],
@@ -44,8 +44,10 @@ def test_items_hold_minilm_token_ids_padded_to_max_length(debian_df: pd.DataFram
     assert tokens["input_ids"].dtype == torch.int64
     assert tokens["input_ids"][0].item() == minilm_tokenizer.cls_token_id
     n_real = int(tokens["attention_mask"].sum())
-    decoded = minilm_tokenizer.decode(tokens["input_ids"][1 : n_real - 1])
-    assert decoded == debian_df.loc[0, "text"].lower()[: len(decoded)]
+    text = debian_df.loc[0, "text"]
+    assert tokens["input_ids"][:n_real].tolist() == minilm_tokenizer(text, truncation=True, max_length=32)["input_ids"]
+    decoded = minilm_tokenizer.decode(tokens["input_ids"][1 : n_real - 1]).replace(" ", "")
+    assert decoded == text.lower().replace(" ", "")[: len(decoded)]
     assert item["labels"] == dataset.labels_mapping[debian_df.loc[0, "label"]]
     assert item["category"] == debian_df.loc[0, "category"]
 

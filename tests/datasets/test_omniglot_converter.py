@@ -1,7 +1,9 @@
-"""oml.utils.omniglot on the real Omniglot folder, and its errors on folders in the wrong layout."""
+"""oml.utils.omniglot on real Omniglot folders (the sample in tests/data, the full set where present), and its
+errors on folders in the wrong layout."""
 
 import shutil
 from pathlib import Path
+from typing import Tuple
 
 import pandas as pd
 import pytest
@@ -15,14 +17,23 @@ from oml.utils.omniglot import (
 )
 
 
-def test_real_omniglot_matches_its_readme(omniglot_df: pd.DataFrame) -> None:
-    assert len(omniglot_df) == 4840 and omniglot_df["label"].nunique() == 242
-    per_split = omniglot_df.groupby("split").agg(images=("path", "size"), labels=("label", "nunique"))
-    assert per_split.loc["train"].tolist() == [2720, 136]
-    assert per_split.loc["validation"].tolist() == [2120, 106]
-    assert set(omniglot_df.loc[omniglot_df["split"] == "train", "category"]) == set(OMNIGLOT_TRAIN_ALPHABETS)
-    assert set(omniglot_df.loc[omniglot_df["split"] == "validation", "category"]) == set(OMNIGLOT_VALIDATION_ALPHABETS)
-    assert (omniglot_df.groupby("label").size() == 20).all(), "each character was drawn by 20 people"
+def _assert_omniglot_frame(df: pd.DataFrame, train: Tuple[int, int], validation: Tuple[int, int]) -> None:
+    """`train` and `validation` are (images, labels) of each split."""
+    assert len(df) == train[0] + validation[0] and df["label"].nunique() == train[1] + validation[1]
+    per_split = df.groupby("split").agg(images=("path", "size"), labels=("label", "nunique"))
+    assert tuple(per_split.loc["train"]) == train
+    assert tuple(per_split.loc["validation"]) == validation
+    assert set(df.loc[df["split"] == "train", "category"]) == set(OMNIGLOT_TRAIN_ALPHABETS)
+    assert set(df.loc[df["split"] == "validation", "category"]) == set(OMNIGLOT_VALIDATION_ALPHABETS)
+    assert (df.groupby("label").size() == 20).all(), "each character was drawn by 20 people"
+
+
+def test_full_omniglot_matches_its_readme(full_omniglot_root: Path) -> None:
+    _assert_omniglot_frame(omniglot_to_dataframe(full_omniglot_root), train=(2720, 136), validation=(2120, 106))
+
+
+def test_omniglot_sample_matches_its_readme(omniglot_df: pd.DataFrame) -> None:
+    _assert_omniglot_frame(omniglot_df, train=(5 * 8 * 20, 5 * 8), validation=(3 * 8 * 20, 3 * 8))
 
 
 def test_labels_are_alphabet_slash_character_and_category_is_alphabet(omniglot_df: pd.DataFrame) -> None:
@@ -45,7 +56,7 @@ def test_images_subfolder_and_global_paths_give_the_same_files(omniglot_root: Pa
     relative = omniglot_to_dataframe(omniglot_root, alphabets=["Tagalog"])
     from_images = omniglot_to_dataframe(omniglot_root / "images", alphabets=["Tagalog"])
     absolute = omniglot_to_dataframe(omniglot_root, global_paths=True, alphabets=["Tagalog"])
-    assert len(relative) == 340
+    assert len(relative) == 8 * 20
     assert [str((omniglot_root / p).resolve()) for p in relative["path"]] == absolute["path"].tolist()
     assert [str(omniglot_root / "images" / p) for p in from_images["path"]] == [
         str(omniglot_root / p) for p in relative["path"]
@@ -55,9 +66,9 @@ def test_images_subfolder_and_global_paths_give_the_same_files(omniglot_root: Pa
 def test_converted_validation_split_feeds_a_query_gallery_dataset(omniglot_root: Path) -> None:
     df = omniglot_to_dataframe(omniglot_root, alphabets=["Tagalog"])
     dataset = d.ImageQueryGalleryLabeledDataset(df, dataset_root=omniglot_root)
-    assert len(dataset.get_query_ids()) == len(dataset.get_gallery_ids()) == 340
+    assert len(dataset.get_query_ids()) == len(dataset.get_gallery_ids()) == 8 * 20
     assert set(dataset.get_label2category().values()) == {"Tagalog"}
-    assert dataset[339]["input_tensors"].shape == (3, 224, 224)
+    assert dataset[159]["input_tensors"].shape == (3, 224, 224)
 
 
 @pytest.fixture()

@@ -19,17 +19,17 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def debian_texts(shared_data_dir: Path) -> List[str]:
+def debian_texts(data_dir: Path) -> List[str]:
     """200 real one-line package descriptions, a fixed random sample."""
-    with open(shared_data_dir / "debian-packages" / "descriptions.tsv", encoding="utf-8") as f:
+    with open(data_dir / "debian-packages" / "descriptions.tsv", encoding="utf-8") as f:
         rows = [row["description"] for row in csv.DictReader(f, delimiter="\t")]
     return random.Random(0).sample(rows, 200)
 
 
 @pytest.fixture(scope="session")
-def omniglot_paths(shared_data_dir: Path) -> List[Path]:
+def omniglot_paths(data_dir: Path) -> List[Path]:
     """12 real Omniglot drawings from 3 characters."""
-    root = shared_data_dir / "omniglot" / "images" / "Latin"
+    root = data_dir / "omniglot" / "images" / "Latin"
     paths = []
     for character in ("character01", "character02", "character03"):
         paths.extend(sorted((root / character).glob("*.png"))[:4])

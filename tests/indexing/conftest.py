@@ -68,14 +68,14 @@ def tiny_image_model(models_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def debian_rows(shared_data_dir) -> List[Tuple[str, str, str, str]]:
+def debian_rows(data_dir) -> List[Tuple[str, str, str, str]]:
     """(package, section, source, description) of the real Debian package descriptions."""
-    with open(shared_data_dir / "debian-packages" / "descriptions.tsv", encoding="utf-8") as handle:
+    with open(data_dir / "debian-packages" / "descriptions.tsv", encoding="utf-8") as handle:
         reader = csv.reader(handle, delimiter="\t")
         next(reader)
         return [tuple(row) for row in reader]
 
 
 @pytest.fixture(scope="session")
-def omniglot_dir(shared_data_dir) -> Path:
-    return shared_data_dir / "omniglot" / "images"
+def omniglot_dir(data_dir) -> Path:
+    return data_dir / "omniglot" / "images"

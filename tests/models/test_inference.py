@@ -50,13 +50,13 @@ SMALL_IMAGES = {"modality": "image", "image_size": [48, 48], "resize": 52, "inte
 
 
 @pytest.fixture(scope="module")
-def omniglot_paths(shared_data_dir: Path) -> List[Path]:
-    return sorted((shared_data_dir / "omniglot" / "images" / "Latin").glob("character0[1-3]/*.png"))[:23]
+def omniglot_paths(data_dir: Path) -> List[Path]:
+    return sorted((data_dir / "omniglot" / "images" / "Latin").glob("character0[1-3]/*.png"))[:23]
 
 
 @pytest.fixture(scope="module")
-def descriptions(shared_data_dir: Path) -> List[str]:
-    with open(shared_data_dir / "debian-packages" / "descriptions.tsv", newline="") as f:
+def descriptions(data_dir: Path) -> List[str]:
+    with open(data_dir / "debian-packages" / "descriptions.tsv", newline="") as f:
         rows = csv.DictReader(f, delimiter="\t")
         return [row["description"] for _, row in zip(range(37), rows)]
 

@@ -12,8 +12,8 @@ from oml.registry import get_image_transform, get_tokenizer_for_pretrained, get_
 
 
 @pytest.fixture(scope="module")
-def omniglot_png(shared_data_dir: Path) -> Path:
-    return sorted((shared_data_dir / "omniglot" / "images" / "Greek" / "character01").glob("*.png"))[0]
+def omniglot_png(data_dir: Path) -> Path:
+    return sorted((data_dir / "omniglot" / "images" / "Greek" / "character01").glob("*.png"))[0]
 
 
 def _by_hand(image: Image.Image, pre: dict) -> np.ndarray:

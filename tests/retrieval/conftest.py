@@ -10,9 +10,9 @@ from retrieval_helpers import DrawingsDataset, pixel_embedding
 
 
 @pytest.fixture(scope="session")
-def greek_drawings(shared_data_dir: Path) -> Dict[str, Any]:
+def greek_drawings(data_dir: Path) -> Dict[str, Any]:
     """6 Greek characters x 6 drawers: paths, labels (character), drawer numbers and pixel embeddings."""
-    root = shared_data_dir / "omniglot" / "images" / "Greek"
+    root = data_dir / "omniglot" / "images" / "Greek"
     paths, labels, drawers = [], [], []
     for label, char_dir in enumerate(sorted(root.iterdir())[:6]):
         for drawer, png in enumerate(sorted(char_dir.glob("*.png"))[:6]):

@@ -17,8 +17,8 @@ from retrieval_helpers import pixel_embedding
 
 
 @pytest.fixture(scope="module")
-def validation_images(shared_data_dir: Path) -> Any:
-    df = omniglot_to_dataframe(shared_data_dir / "omniglot", global_paths=True, alphabets=["Tagalog", "Sanskrit"])
+def validation_images(data_dir: Path) -> Any:
+    df = omniglot_to_dataframe(data_dir / "omniglot", global_paths=True, alphabets=["Tagalog", "Sanskrit"])
     df = df[df["label"].isin(sorted(df["label"].unique())[:4] + sorted(df["label"].unique())[-4:])]
     dataset = ImageQueryGalleryLabeledDataset(df.reset_index(drop=True))
     embeddings = np.stack([pixel_embedding(Path(p)) for p in dataset.df["path"]])

@@ -54,16 +54,16 @@ def corrupt_minilm_v3(exported_models, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def package_texts(shared_data_dir) -> List[Dict[str, str]]:
+def package_texts(data_dir) -> List[Dict[str, str]]:
     """Real Debian package descriptions (package, section, source, description)."""
-    with open(shared_data_dir / "debian-packages" / "descriptions.tsv", newline="", encoding="utf-8") as handle:
+    with open(data_dir / "debian-packages" / "descriptions.tsv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    return rows[::37][:1500]
+    return rows[::3][:1500]
 
 
 @pytest.fixture(scope="session")
-def omniglot_files(shared_data_dir) -> List[Path]:
-    root = shared_data_dir / "omniglot" / "images"
+def omniglot_files(data_dir) -> List[Path]:
+    root = data_dir / "omniglot" / "images"
     files = sorted(root.glob("*/character0[1-3]/*.png"))
     return files[:12]
 
