@@ -22,4 +22,16 @@ class IExtractor(nn.Module, ABC):
         return self.extract(x)
 
 
-__all__ = ["IExtractor"]
+class IFreezable(ABC):
+    """A model whose parameters (or a part of them, such as a backbone) can be frozen and unfrozen for training."""
+
+    @abstractmethod
+    def freeze(self) -> None:
+        ...
+
+    @abstractmethod
+    def unfreeze(self) -> None:
+        ...
+
+
+__all__ = ["IExtractor", "IFreezable"]
