@@ -1,9 +1,10 @@
 """Extractors (image and text) and the Zoo of pretrained entries they read."""
 
 from oml.models.checkpoints import CheckpointKeysError
+from oml.models.convnet import ConvNetExtractor
 from oml.models.pooling import GEM
 from oml.models.resnet import ResnetExtractor
 from oml.models.texts import HFWrapper
 from oml.models.vit import ViTExtractor
 
-__all__ = ["ViTExtractor", "ResnetExtractor", "HFWrapper", "GEM", "CheckpointKeysError"]
+__all__ = ["ViTExtractor", "ResnetExtractor", "HFWrapper", "ConvNetExtractor", "GEM", "CheckpointKeysError"]
