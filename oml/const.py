@@ -1,6 +1,7 @@
 """Column names and keys of the OML dataframe format and dataset items."""
 
 from pathlib import Path
+from typing import Tuple
 
 LABELS_COLUMN = "label"
 PATHS_COLUMN = "path"
@@ -37,3 +38,5 @@ MEAN_CLIP = (0.48145466, 0.4578275, 0.40821073)
 STD_CLIP = (0.26862954, 0.26130258, 0.27577711)
 
 CACHE_PATH = Path.home() / ".cache" / "oml"
+
+TNormParam = Tuple[float, float, float]  # per-channel (R, G, B) mean or std, as MEAN and STD

@@ -19,5 +19,6 @@ except ImportError as e:  # pragma: no cover
 
 from oml.lightning.callbacks.metric import MetricValCallback
 from oml.lightning.modules.extractor import ExtractorModule, ExtractorModuleDDP
+from oml.lightning.pipelines import logging
 
-__all__ = ["ExtractorModule", "ExtractorModuleDDP", "MetricValCallback"]
+__all__ = ["ExtractorModule", "ExtractorModuleDDP", "MetricValCallback", "logging"]

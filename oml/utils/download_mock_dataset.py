@@ -5,6 +5,15 @@ Images are drawn with PIL on first use into `<cache>/mock_dataset` (cache: `$OML
 concurrent callers never leave a half-written dataset. Everything is deterministic: the same files,
 byte for byte, on every machine.
 
+Invariant: every frame in `DF_NAMES` describes the same 40 images (same rows, order, labels, splits and query /
+gallery flags) and differs from the others only in its optional columns, as OML's mock frames do:
+
+* ``df.csv``: ``category`` and a bbox (``x_1, x_2, y_1, y_2``) on every second image, empty elsewhere
+* ``df_with_sequence.csv``: as ``df.csv`` plus ``sequence`` (two consecutive drawings of a label share one)
+* ``df_with_category.csv``: ``category`` only, so images are used whole
+* ``df_with_bboxes.csv``: an integer bbox on every image, no ``category``
+* ``df_full.csv``: ``category`` and an integer bbox on every image
+
 >>> df_train, df_val = get_mock_images_dataset(global_paths=True)
 >>> sorted(df_val["split"].unique().tolist())
 ['validation']
@@ -45,9 +54,9 @@ logger = logging.getLogger(__name__)
 CACHE_DIR_ENV = "OML_CACHE_DIR"
 MOCK_DATASET_DIRNAME = "mock_dataset"
 MANIFEST_NAME = "manifest.json"
-MOCK_FORMAT_VERSION = 1
+MOCK_FORMAT_VERSION = 2  # 2: the frames df_with_category.csv, df_with_bboxes.csv and df_full.csv were added
 IMAGES_PER_LABEL = 5
-DF_NAMES = ("df.csv", "df_with_sequence.csv")
+DF_NAMES = ("df.csv", "df_with_sequence.csv", "df_with_category.csv", "df_with_bboxes.csv", "df_full.csv")
 
 TColor = Tuple[int, int, int]
 
@@ -179,6 +188,28 @@ def _build_dataframe(boxes: Dict[str, Tuple[int, int, int, int]]) -> pd.DataFram
     return df
 
 
+def _build_frames(boxes: Dict[str, Tuple[int, int, int, int]]) -> Dict[str, pd.DataFrame]:
+    """Every frame of `DF_NAMES` by name (see the module docstring for what each holds)."""
+    df = _build_dataframe(boxes)
+    base = [LABELS_COLUMN, PATHS_COLUMN, SPLIT_COLUMN, IS_QUERY_COLUMN, IS_GALLERY_COLUMN]
+    bbox_columns = [X1_COLUMN, X2_COLUMN, Y1_COLUMN, Y2_COLUMN]
+    every_box = pd.DataFrame(
+        [(x1, x2, y1, y2) for x1, y1, x2, y2 in (boxes[p] for p in df[PATHS_COLUMN])], columns=bbox_columns
+    ).astype("int64")
+    with_sequence = df.copy()
+    # two consecutive drawings of a label form a "sequence" (like frames of one video)
+    with_sequence[SEQUENCE_COLUMN] = [f"seq_{lab}_{pos // 2}" for lab, pos in
+                                      zip(df[LABELS_COLUMN], df.groupby(LABELS_COLUMN).cumcount())]
+    frames = {
+        "df.csv": df,
+        "df_with_sequence.csv": with_sequence,
+        "df_with_category.csv": df[base + [CATEGORIES_COLUMN]],
+        "df_with_bboxes.csv": pd.concat([df[base], every_box], axis=1),
+        "df_full.csv": pd.concat([df[base + [CATEGORIES_COLUMN]], every_box], axis=1),
+    }
+    return frames
+
+
 def _draw_dataset(folder: Path) -> None:
     (folder / "images").mkdir(parents=True)
     boxes: Dict[str, Tuple[int, int, int, int]] = {}
@@ -187,13 +218,8 @@ def _draw_dataset(folder: Path) -> None:
             rel_path = f"images/{label:02d}_{shape}_{instance}.png"
             image, boxes[rel_path] = _draw_item(label, instance)
             image.save(folder / rel_path, format="PNG")
-    df = _build_dataframe(boxes)
-    df.to_csv(folder / DF_NAMES[0], index=False)
-    with_sequence = df.copy()
-    # two consecutive drawings of a label form a "sequence" (like frames of one video)
-    with_sequence[SEQUENCE_COLUMN] = [f"seq_{lab}_{pos // 2}" for lab, pos in
-                                      zip(df[LABELS_COLUMN], df.groupby(LABELS_COLUMN).cumcount())]
-    with_sequence.to_csv(folder / DF_NAMES[1], index=False)
+    for name, frame in _build_frames(boxes).items():
+        frame.to_csv(folder / name, index=False)
     files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     manifest = {"version": MOCK_FORMAT_VERSION, "md5": {name: _md5(folder / name) for name in files}}
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -282,8 +308,10 @@ def get_mock_images_dataset(
     """Return (df_train, df_val) of the mock images dataset, drawing it on first use.
 
     8 labels (coloured shapes; 4 train, 4 validation) x 5 images of 96-128 px, category "round" or
-    "angular", a bbox on every second image. `df_name="df_with_sequence.csv"` adds a `sequence`
-    column. Paths are relative to `dataset_root` (default `<cache>/mock_dataset`) unless `global_paths`.
+    "angular". `df_name` picks the frame (one of `DF_NAMES`): ``df.csv`` has a bbox on every second image,
+    ``df_with_sequence.csv`` adds a `sequence` column, ``df_with_category.csv`` has no bboxes,
+    ``df_with_bboxes.csv`` a bbox on every image and no category, ``df_full.csv`` both on every image.
+    Paths are relative to `dataset_root` (default `<cache>/mock_dataset`) unless `global_paths`.
     """
     return download_mock_dataset(dataset_root, check_md5=check_md5, df_name=df_name, global_paths=global_paths)
 

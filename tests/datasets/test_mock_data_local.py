@@ -1,6 +1,7 @@
 """oml.utils.download_mock_dataset: drawn locally, deterministic, written once and atomically, no network."""
 
 import hashlib
+import json
 import socket
 import threading
 from pathlib import Path
@@ -8,11 +9,12 @@ from typing import Dict
 
 import pandas as pd
 import pytest
+from PIL import Image
 
 from oml import datasets as d
 from oml.utils import get_mock_images_dataset, get_mock_texts_dataset
 from oml.utils.dataframe_format import check_retrieval_dataframe_format
-from oml.utils.download_mock_dataset import download_mock_dataset, make_mock_images_folder
+from oml.utils.download_mock_dataset import DF_NAMES, download_mock_dataset, make_mock_images_folder
 
 
 def _digests(folder: Path) -> Dict[str, str]:
@@ -135,3 +137,74 @@ def test_mock_texts_are_deterministic_sentences_grouped_by_label(no_network: Non
     assert df_val["is_query"].all() and df_val["is_gallery"].all()
     assert not set(df_train["label"]) & set(df_val["label"])
     check_retrieval_dataframe_format(full)
+
+
+@pytest.mark.parametrize("df_name", ["df_with_category.csv", "df_with_bboxes.csv", "df_full.csv"])
+def test_oml_mock_frame_names_are_drawn_and_pass_the_format_check(tmp_path: Path, df_name: str) -> None:
+    df_train, df_val = get_mock_images_dataset(tmp_path / "mock", df_name=df_name, global_paths=True)
+    assert len(df_train) == 20 and len(df_val) == 20
+    check_retrieval_dataframe_format(pd.concat([df_train, df_val], ignore_index=True))
+
+
+def test_every_frame_describes_the_same_images_with_the_same_labels_and_flags(tmp_path: Path) -> None:
+    root = make_mock_images_folder(tmp_path / "mock")
+    base = ["label", "path", "split", "is_query", "is_gallery"]
+    frames = {name: pd.read_csv(root / name) for name in DF_NAMES}
+    for name, frame in frames.items():
+        pd.testing.assert_frame_equal(frame[base], frames["df.csv"][base], obj=name)
+
+
+def test_each_frame_holds_the_optional_columns_oml_gives_it(tmp_path: Path) -> None:
+    root = make_mock_images_folder(tmp_path / "mock")
+    bbox = ["x_1", "x_2", "y_1", "y_2"]
+    columns = {name: set(pd.read_csv(root / name).columns) for name in
+               ("df_with_category.csv", "df_with_bboxes.csv", "df_full.csv")}
+    assert "category" in columns["df_with_category.csv"] and not set(bbox) & columns["df_with_category.csv"]
+    assert set(bbox) <= columns["df_with_bboxes.csv"] and "category" not in columns["df_with_bboxes.csv"]
+    assert {"category", *bbox} <= columns["df_full.csv"]
+    assert not {"sequence"} & set().union(*columns.values())
+
+
+def test_bbox_frames_box_every_image_with_integer_pixels_inside_it(tmp_path: Path) -> None:
+    root = make_mock_images_folder(tmp_path / "mock")
+    full = pd.read_csv(root / "df_full.csv")
+    pd.testing.assert_frame_equal(full.drop(columns="category"), pd.read_csv(root / "df_with_bboxes.csv"))
+    assert full[["x_1", "x_2", "y_1", "y_2"]].dtypes.eq("int64").all()
+    half = pd.read_csv(root / "df.csv")
+    boxed = half["x_1"].notna()
+    pd.testing.assert_frame_equal(
+        full.loc[boxed, ["x_1", "x_2", "y_1", "y_2"]], half.loc[boxed, ["x_1", "x_2", "y_1", "y_2"]].astype("int64")
+    )
+    for row in full.itertuples():
+        with Image.open(root / row.path) as image:
+            width, height = image.size
+        assert 0 <= row.x_1 < row.x_2 <= width and 0 <= row.y_1 < row.y_2 <= height, row.path
+
+
+def test_the_full_frame_crops_every_item_and_keeps_the_categories(tmp_path: Path) -> None:
+    _, df_val = get_mock_images_dataset(tmp_path / "mock", df_name="df_full.csv")
+    valid = d.ImageQueryGalleryLabeledDataset(df_val, dataset_root=tmp_path / "mock")
+    assert valid.get_label2category() == {4: "angular", 5: "round", 6: "angular", 7: "angular"}
+    for i in (0, 1):
+        x1, x2, y1, y2 = df_val.loc[i, ["x_1", "x_2", "y_1", "y_2"]]
+        assert valid.read_image(i).size == (x2 - x1, y2 - y1)
+
+
+def test_the_category_frame_uses_whole_images(tmp_path: Path) -> None:
+    _, df_val = get_mock_images_dataset(tmp_path / "mock", df_name="df_with_category.csv")
+    valid = d.ImageQueryGalleryLabeledDataset(df_val, dataset_root=tmp_path / "mock")
+    with Image.open(tmp_path / "mock" / df_val.loc[1, "path"]) as image:
+        assert valid.read_image(1).size == image.size
+
+
+def test_a_cache_drawn_by_the_previous_format_gains_the_new_frames(tmp_path: Path) -> None:
+    root = make_mock_images_folder(tmp_path / "mock")
+    before = _digests(root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    for name in ("df_with_category.csv", "df_with_bboxes.csv", "df_full.csv"):
+        (root / name).unlink()
+        del manifest["md5"][name]
+    manifest["version"] = 1
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    df_train, _ = get_mock_images_dataset(root, df_name="df_full.csv")
+    assert _digests(root) == before and len(df_train) == 20

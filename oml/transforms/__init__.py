@@ -1,0 +1,21 @@
+"""Transforms under OML's import path: ``from oml.transforms.images.torchvision import get_augs_torch``.
+
+Invariant: `oml.transforms` re-exports exactly the image transforms of `oml.transforms.images` (torchvision only;
+OML's albumentations transforms need a package oml-server does not ship).
+"""
+
+from oml.transforms.images import (
+    get_augs_hypvit,
+    get_augs_torch,
+    get_normalisation_resize_hypvit,
+    get_normalisation_resize_torch,
+    get_normalisation_torch,
+)
+
+__all__ = [
+    "get_augs_torch",
+    "get_normalisation_torch",
+    "get_normalisation_resize_torch",
+    "get_augs_hypvit",
+    "get_normalisation_resize_hypvit",
+]
