@@ -110,6 +110,7 @@ class TrainConfig(_Strict):
     transforms_train: Optional[NamedCfg] = None
     transforms_val: Optional[NamedCfg] = None
     max_length: int = Field(128, ge=2)
+    train_label_rotations: List[int] = Field(default_factory=list)  # not in OML: see training/rotations.py
     # what it learns
     sampler: Optional[NamedCfg] = None
     bs_train: Optional[int] = Field(None, ge=1)

@@ -241,9 +241,13 @@ def build_datasets(
 ) -> Tuple[Any, Any]:
     """(train `LabeledDataset`, validation `QueryGalleryLabeledDataset`) of the data's modality."""
     from oml import datasets as d
+    from training.rotations import ROTATION_COLUMN, RotatedLabelsImageDataset
 
     if data.modality == "image":
-        train = d.ImageLabeledDataset(data.df_train, dataset_root=data.dataset_root, transform=transform_train)
+        if ROTATION_COLUMN in data.df_train.columns:
+            train = RotatedLabelsImageDataset(data.df_train, dataset_root=data.dataset_root, transform=transform_train)
+        else:
+            train = d.ImageLabeledDataset(data.df_train, dataset_root=data.dataset_root, transform=transform_train)
         val = d.ImageQueryGalleryLabeledDataset(data.df_val, dataset_root=data.dataset_root, transform=transform_val)
         return train, val
     if tokenizer is None:

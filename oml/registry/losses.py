@@ -1,6 +1,7 @@
 """Criterions (losses) by name: ``get_criterion_by_cfg({"name": "triplet_with_miner", "args": {...}})``.
 
-Invariant: names are OML's (plus ``arcface_with_mlp``, the same class as OML's ``mlp_arcface``); a ``miner``
+Invariant: names are OML's (plus ``arcface_with_mlp``, the same class as OML's ``mlp_arcface``, and
+``protonet``, which OML lacks); a ``miner``
 argument given as a config is built through `oml.registry.miners`; runtime arguments (``label2category``, and
 ArcFace's ``in_features`` / ``num_classes`` when the config leaves them out) go only to classes that take them.
 """
@@ -13,6 +14,7 @@ from torch import nn
 from oml.losses import (
     ArcFaceLoss,
     ArcFaceLossWithMLP,
+    ProtoNetLoss,
     SurrogatePrecision,
     TripletLoss,
     TripletLossPlain,
@@ -29,6 +31,7 @@ LOSSES_REGISTRY: Dict[str, type] = {
     "arcface_with_mlp": ArcFaceLossWithMLP,
     "mlp_arcface": ArcFaceLossWithMLP,
     "surrogate_precision": SurrogatePrecision,
+    "protonet": ProtoNetLoss,  # not in OML
 }
 CRITERIONS_REGISTRY = LOSSES_REGISTRY
 

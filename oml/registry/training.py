@@ -3,7 +3,7 @@
 Invariant: a validation transform is always *deterministic and described by a manifest preprocessing dict*
 (`oml.artifact.ModelManifest.preprocessing`), and it is applied with the very function the ONNX runtime uses
 (`oml.inference.images.preprocess_image`), so metrics measured in training are the metrics the served model gets.
-Training augmentations (``augs_torch``) have no such dict and can only be training transforms.
+Training augmentations (``augs_torch``, ``augs_affine_torch``, ``augs_hypvit_torch``) have no such dict and can only be training transforms.
 
 Extractor configs (``{"name": ..., "args": {...}}``):
 
@@ -27,10 +27,11 @@ from torch import nn
 
 from oml.const import MEAN, STD
 from oml.interfaces.models import IExtractor
-from oml.models import HFWrapper, ResnetExtractor, ViTExtractor
+from oml.models import ConvNetExtractor, HFWrapper, ResnetExtractor, ViTExtractor
 from oml.models.pooling import l2_normalise
 from oml.models.zoo import IMAGE_INTERPOLATIONS, image_preprocessing
 from oml.registry.cfg import TCfg, TProblems, cfg_to_dict, check_cfg, lookup
+from oml.transforms.images.torchvision import get_augs_affine_torch, get_augs_hypvit, get_augs_torch
 
 LOGGER = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ EXTRACTORS_REGISTRY: Dict[str, Callable[..., IExtractor]] = {
     "hf": hf_extractor,
     "resnet": ResnetExtractor,
     "vit": ViTExtractor,
+    "convnet": ConvNetExtractor,
 }
 
 
@@ -299,46 +301,12 @@ def get_pretrained_transform(name: str) -> ManifestPreprocess:
     return ManifestPreprocess(pretrained_preprocessing(name))
 
 
-def get_augs_torch(
-    im_size: int = 224,
-    scale: Tuple[float, float] = (0.6, 1.0),
-    ratio: Tuple[float, float] = (0.8, 1.25),
-    rotation: float = 0.0,
-    hflip: bool = False,
-    color_jitter: float = 0.0,
-    interpolation: str = "bilinear",
-    mean: Sequence[float] = MEAN,
-    std: Sequence[float] = STD,
-) -> Callable[[Image.Image], torch.Tensor]:
-    """Training augmentations: random resized crop (``scale``, ``ratio``), optional rotation (degrees), horizontal
-    flip and colour jitter, then normalisation; for training only (validation needs a deterministic transform)."""
-    from torchvision import transforms as T
-
-    modes = {"nearest": T.InterpolationMode.NEAREST, "bilinear": T.InterpolationMode.BILINEAR,
-             "bicubic": T.InterpolationMode.BICUBIC}
-    if interpolation not in modes:
-        raise ValueError(f"interpolation must be one of {sorted(modes)}, got {interpolation!r}")
-    steps: list = [T.Lambda(_to_rgb)]
-    if rotation:
-        steps.append(T.RandomRotation(float(rotation), interpolation=modes[interpolation], fill=255))
-    steps.append(T.RandomResizedCrop(int(im_size), scale=tuple(scale), ratio=tuple(ratio),
-                                     interpolation=modes[interpolation]))
-    if hflip:
-        steps.append(T.RandomHorizontalFlip())
-    if color_jitter:
-        steps.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
-    steps += [T.ToTensor(), T.Normalize(list(mean), list(std))]
-    return T.Compose(steps)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
 TRANSFORMS_REGISTRY: Dict[str, Callable[..., Any]] = {
     "norm_resize_torch": get_norm_resize_torch,
     "pretrained": get_pretrained_transform,
-    "augs_torch": get_augs_torch,
+    "augs_torch": get_augs_torch,  # OML's: squeeze-resize, flip, normalise
+    "augs_affine_torch": get_augs_affine_torch,  # ours: random affine and resized crop (drawings, few-shot data)
+    "augs_hypvit_torch": get_augs_hypvit,
 }
 # name -> preprocessing dict builder: the deterministic transforms, allowed for validation and export
 DETERMINISTIC_TRANSFORMS: Dict[str, Callable[..., Dict[str, Any]]] = {
@@ -390,7 +358,6 @@ __all__ = [
     "pretrained_preprocessing",
     "get_norm_resize_torch",
     "get_pretrained_transform",
-    "get_augs_torch",
     "TRANSFORMS_REGISTRY",
     "DETERMINISTIC_TRANSFORMS",
     "get_transforms",

@@ -6,6 +6,7 @@ OML's albumentations transforms need a package oml-server does not ship).
 
 from oml.transforms.images import (
     get_augs_hypvit,
+    get_augs_affine_torch,
     get_augs_torch,
     get_normalisation_resize_hypvit,
     get_normalisation_resize_torch,
@@ -14,6 +15,7 @@ from oml.transforms.images import (
 
 __all__ = [
     "get_augs_torch",
+    "get_augs_affine_torch",
     "get_normalisation_torch",
     "get_normalisation_resize_torch",
     "get_augs_hypvit",

@@ -97,5 +97,5 @@ def test_validation_transforms_match_the_manifest_preprocessing_the_runtime_uses
     tensor = get_transforms_by_cfg(cfg)(image)
     expected = preprocess_image(image, get_preprocessing_by_cfg(cfg))
     assert tensor.shape == (3, 32, 32) and np.allclose(tensor.numpy(), expected)
-    augmented = get_transforms_by_cfg({"name": "augs_torch", "args": {"im_size": 32, "rotation": 5}})(image)
+    augmented = get_transforms_by_cfg({"name": "augs_affine_torch", "args": {"im_size": 32, "rotation": 5}})(image)
     assert augmented.shape == (3, 32, 32)

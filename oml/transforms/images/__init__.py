@@ -6,6 +6,7 @@ Invariant: only torchvision transforms are provided (albumentations is not a dep
 
 from oml.transforms.images.torchvision import (
     get_augs_hypvit,
+    get_augs_affine_torch,
     get_augs_torch,
     get_normalisation_resize_hypvit,
     get_normalisation_resize_torch,
@@ -14,6 +15,7 @@ from oml.transforms.images.torchvision import (
 
 __all__ = [
     "get_augs_torch",
+    "get_augs_affine_torch",
     "get_normalisation_torch",
     "get_normalisation_resize_torch",
     "get_augs_hypvit",
