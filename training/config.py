@@ -111,6 +111,7 @@ class TrainConfig(_Strict):
     transforms_val: Optional[NamedCfg] = None
     max_length: int = Field(128, ge=2)
     train_label_rotations: List[int] = Field(default_factory=list)  # not in OML: see training/rotations.py
+    train_label_mirror: bool = False  # not in OML: mirrored copies as new labels too
     # what it learns
     sampler: Optional[NamedCfg] = None
     bs_train: Optional[int] = Field(None, ge=1)

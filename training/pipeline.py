@@ -178,17 +178,17 @@ def build_parts(config: TrainConfig) -> Parts:
     from training.data import TrimPaddingCollate, build_datasets, load_training_data
 
     data = load_training_data(config.dataset_root, config.dataframe_name, config.dataset_format, config.converter_args)
-    if config.train_label_rotations:
+    if config.train_label_rotations or config.train_label_mirror:
         from training.rotations import add_rotated_labels
 
         if data.modality != "image":
-            raise TrainingError("train_label_rotations applies to images; remove it for text data")
+            raise TrainingError("train_label_rotations / train_label_mirror apply to images; remove them for texts")
         try:
-            data.df_train = add_rotated_labels(data.df_train, config.train_label_rotations)
+            data.df_train = add_rotated_labels(data.df_train, config.train_label_rotations, config.train_label_mirror)
         except ValueError as e:
             raise TrainingError(str(e)) from e
-        LOGGER.info("Rotated copies %s: %d training labels, %d items", config.train_label_rotations,
-                    data.n_train_labels, len(data.df_train))
+        LOGGER.info("Rotated copies %s%s: %d training labels, %d items", config.train_label_rotations,
+                    " and mirrored" if config.train_label_mirror else "", data.n_train_labels, len(data.df_train))
     try:
         built = build_extractor(config.extractor.model_dump())
     except (ValueError, FileNotFoundError, KeyError, OSError) as e:

@@ -1,4 +1,4 @@
-"""Checks and conversions for the inputs of the functional helpers (kNN, metrics).
+"""Checks and conversions for the inputs of the functional helpers (kNN, metrics) and of losses and miners.
 
 Every check raises `ValueError` (or `TypeError` for a wrong type) whose message names the argument.
 """
@@ -8,6 +8,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 from torch import Tensor
+
+from oml.interfaces.miners import ITripletsMinerInBatch, TLabels
 
 
 def as_embeddings(x: Any, name: str, check_finite: bool = True) -> Tensor:
@@ -53,6 +55,19 @@ def as_vector(x: Any, name: str, expected_len: Optional[int] = None) -> np.ndarr
     return arr
 
 
+def batch_labels(features: Tensor, labels: TLabels) -> Tensor:
+    """`labels` of a batch of `features` as a 1-d long tensor on their device (see
+    `ITripletsMinerInBatch._labels_to_tensor`); raises `ValueError` unless `features` is ``[batch_size, feat_dim]``
+    with one label per row."""
+    labels_t = ITripletsMinerInBatch._labels_to_tensor(labels, features.device)
+    if features.ndim != 2 or len(features) != len(labels_t):
+        raise ValueError(
+            f"Expected features of shape [batch_size, feat_dim] and one label per item, "
+            f"got features {tuple(features.shape)} and {len(labels_t)} labels."
+        )
+    return labels_t
+
+
 def check_positive_int(x: Any, name: str) -> int:
     """Return `x` as int if it is a positive integer, else raise `ValueError`."""
     if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x <= 0:
@@ -87,6 +102,7 @@ def factorize_jointly(a: np.ndarray, b: np.ndarray) -> "tuple[np.ndarray, np.nda
 __all__ = [
     "as_embeddings",
     "as_vector",
+    "batch_labels",
     "check_positive_int",
     "check_positive_ints",
     "check_both_or_neither",

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from oml.functional.validation import batch_labels
 from oml.interfaces.criterions import ICriterion
 from oml.interfaces.miners import ITripletsMinerInBatch
 
@@ -49,12 +50,7 @@ class ProtoNetLoss(ICriterion):
 
     def forward(self, features: Tensor, labels: Union[Tensor, List[int]]) -> Tensor:
         """Loss of ``features`` (``[batch_size, feat_dim]``) with ``labels`` (size ``batch_size``)."""
-        labels_t = ITripletsMinerInBatch._labels_to_tensor(labels, features.device)
-        if features.ndim != 2 or len(features) != len(labels_t):
-            raise ValueError(
-                f"Expected features of shape [batch_size, feat_dim] and one label per item, "
-                f"got features {tuple(features.shape)} and {len(labels_t)} labels."
-            )
+        labels_t = batch_labels(features, labels)
         ITripletsMinerInBatch._check_input_labels(labels_t.tolist())
 
         unique, target = torch.unique(labels_t, return_inverse=True)

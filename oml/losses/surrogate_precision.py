@@ -8,7 +8,7 @@ loss tends to ``1 - precision@k`` (the item itself counted among its own top ``k
 import torch
 from torch import Tensor, nn
 
-from oml.interfaces.miners import ITripletsMinerInBatch
+from oml.functional.validation import batch_labels
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -75,12 +75,7 @@ class SurrogatePrecision(nn.Module):
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         """Loss of ``features`` (``[batch_size, feat_dim]``) with ``labels`` (size ``batch_size``)."""
-        labels_t = ITripletsMinerInBatch._labels_to_tensor(labels, features.device)
-        if features.ndim != 2 or len(features) != len(labels_t):
-            raise ValueError(
-                f"Expected features of shape [batch_size, feat_dim] and one label per item, "
-                f"got features {tuple(features.shape)} and {len(labels_t)} labels."
-            )
+        labels_t = batch_labels(features, labels)
         distances = torch.cdist(features, features, p=2)
         mask_gt = labels_t[:, None] == labels_t[None, :]
         precision = surrogate_precision(

@@ -10,6 +10,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from oml.functional.validation import batch_labels
 from oml.interfaces.miners import TLabels, ITripletsMiner, ITripletsMinerInBatch
 from oml.miners.inbatch_all_tri import get_available_triplets
 
@@ -72,12 +73,7 @@ class TripletMinerWithMemory(ITripletsMiner):
         self, features: Tensor, labels: TLabels
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Return ``(anchors, positives, negatives, is_original_tri)``; see the module docstring."""
-        labels_t = ITripletsMinerInBatch._labels_to_tensor(labels, features.device)
-        if features.ndim != 2 or len(features) != len(labels_t):
-            raise ValueError(
-                f"Expected features of shape [batch_size, feat_dim] and one label per item, "
-                f"got features {tuple(features.shape)} and {len(labels_t)} labels."
-            )
+        labels_t = batch_labels(features, labels)
         ITripletsMinerInBatch._check_input_labels(labels_t.tolist())
         self._allocate_if_needed(features)
         assert self.bank_features is not None and self.bank_labels is not None

@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Set
 import torch
 from torch import Tensor
 
+from oml.functional.validation import batch_labels
 from oml.interfaces.miners import TLabels, TTriplets, ITripletsMiner, ITripletsMinerInBatch
 
 
@@ -66,12 +67,7 @@ class MinerWithBank(ITripletsMiner):
 
     def sample(self, features: Tensor, labels: TLabels) -> TTriplets:
         """Return ``(anchors, positives, negatives)`` mined over the batch and, once full, the bank."""
-        labels_t = ITripletsMinerInBatch._labels_to_tensor(labels, features.device)
-        if features.ndim != 2 or len(features) != len(labels_t):
-            raise ValueError(
-                f"Expected features of shape [batch_size, feat_dim] and one label per item, "
-                f"got features {tuple(features.shape)} and {len(labels_t)} labels."
-            )
+        labels_t = batch_labels(features, labels)
         self._allocate_if_needed(features)
         assert self.bank_features is not None and self.bank_labels is not None
 

@@ -106,6 +106,35 @@ def check_categories_have_labels(category2labels: Mapping[Hashable, Sequence[Any
         )
 
 
+def check_category_batch(n_categories: Any, n_labels: Any, n_instances: Any) -> Tuple[int, int, int]:
+    """The batch shape of a category sampler (``n_categories``, ``n_labels``, ``n_instances``) checked, as ints."""
+    return (
+        check_int(n_categories, "n_categories", 1, "a batch needs at least 1 category."),
+        check_int(n_labels, "n_labels", 2, "a batch needs 2 labels or more of each category."),
+        check_int(n_instances, "n_instances", 2, "a batch needs 2 items or more of each label to hold positive pairs."),
+    )
+
+
+def index_categories(
+    labels: TLabels, label2category: Mapping[Any, Hashable]
+) -> Tuple[np.ndarray, Dict[Any, np.ndarray], Dict[Hashable, List[Any]]]:
+    """`labels` as an array, label -> its indices and category -> its labels, all checked (see the functions used)."""
+    array = as_label_array(labels)
+    label2indices = group_by_label(array)
+    check_at_least_two_items(label2indices)
+    return array, label2indices, group_by_category(label2indices, label2category)
+
+
+def check_enough_categories(n_categories: int, categories: Sequence[Hashable]) -> None:
+    """Raise if there are fewer than `n_categories` categories, the distinct ones a batch needs."""
+    if n_categories > len(categories):
+        raise ValueError(
+            f"n_categories={n_categories} distinct categories are needed for one batch, but label2category "
+            f"has only {len(categories)}: {list(categories)[:10]}. Lower n_categories to at most "
+            f"{len(categories)}."
+        )
+
+
 def epoch_generator() -> np.random.Generator:
     """A numpy Generator for one epoch, seeded from torch's global generator.
 
@@ -129,6 +158,16 @@ def sample_items(rng: np.random.Generator, items: Union[Sequence[Any], np.ndarra
     return [items[p] for p in positions]
 
 
+def sample_instances(
+    rng: np.random.Generator, label2indices: Mapping[Any, np.ndarray], labels: Sequence[Any], n_instances: int
+) -> List[int]:
+    """`n_instances` dataset indices of each of `labels` in turn (see `sample_items`), as one list."""
+    batch: List[int] = []
+    for label in labels:
+        batch.extend(sample_items(rng, label2indices[label], n_instances))
+    return batch
+
+
 __all__ = [
     "TLabels",
     "check_int",
@@ -139,6 +178,10 @@ __all__ = [
     "check_at_least_two_items",
     "group_by_category",
     "check_categories_have_labels",
+    "check_category_batch",
+    "index_categories",
+    "check_enough_categories",
     "epoch_generator",
     "sample_items",
+    "sample_instances",
 ]

@@ -14,13 +14,12 @@ import numpy as np
 from oml.interfaces.samplers import IBatchSampler
 from oml.samplers._common import (
     TLabels,
-    as_label_array,
-    check_at_least_two_items,
     check_categories_have_labels,
-    check_int,
+    check_category_batch,
+    check_enough_categories,
     epoch_generator,
-    group_by_category,
-    group_by_label,
+    index_categories,
+    sample_instances,
     sample_items,
 )
 
@@ -67,27 +66,15 @@ class CategoryBalanceSampler(IBatchSampler):
             resample_labels: Allow categories with fewer than ``n_labels`` labels by repeating their labels.
             weight_categories: Draw categories with probability proportional to their number of labels.
         """
-        self.n_categories = check_int(n_categories, "n_categories", 1, "a batch needs at least 1 category.")
-        self.n_labels = check_int(n_labels, "n_labels", 2, "a batch needs 2 labels or more of each category.")
-        self.n_instances = check_int(
-            n_instances, "n_instances", 2, "a batch needs 2 items or more of each label to hold positive pairs."
-        )
+        self.n_categories, self.n_labels, self.n_instances = check_category_batch(n_categories, n_labels, n_instances)
         self.resample_labels = bool(resample_labels)
         self.weight_categories = bool(weight_categories)
 
-        self._labels = as_label_array(labels)
-        self._label2index = group_by_label(self._labels)
-        check_at_least_two_items(self._label2index)
-        self._category2labels = group_by_category(self._label2index, label2category)
+        self._labels, self._label2index, self._category2labels = index_categories(labels, label2category)
         self._label2category = {label: c for c, labels_ in self._category2labels.items() for label in labels_}
         self._categories = list(self._category2labels)
 
-        if self.n_categories > len(self._categories):
-            raise ValueError(
-                f"n_categories={self.n_categories} distinct categories are needed for one batch, but label2category "
-                f"has only {len(self._categories)}: {self._categories[:10]}. Lower n_categories to at most "
-                f"{len(self._categories)}."
-            )
+        check_enough_categories(self.n_categories, self._categories)
         if not self.resample_labels:
             check_categories_have_labels(
                 self._category2labels,
@@ -123,8 +110,8 @@ class CategoryBalanceSampler(IBatchSampler):
             chosen = rng.choice(len(self._categories), size=self.n_categories, replace=False, p=self._category_weights)
             batch: List[int] = []
             for position in chosen:
-                for label in sample_items(rng, self._category2labels[self._categories[position]], self.n_labels):
-                    batch.extend(sample_items(rng, self._label2index[label], self.n_instances))
+                labels = sample_items(rng, self._category2labels[self._categories[position]], self.n_labels)
+                batch.extend(sample_instances(rng, self._label2index, labels, self.n_instances))
             batches.append(batch)
         return iter(batches)
 

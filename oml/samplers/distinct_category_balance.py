@@ -11,13 +11,13 @@ from typing import Any, Dict, Hashable, Iterator, List, Mapping, Set
 from oml.interfaces.samplers import IBatchSampler
 from oml.samplers._common import (
     TLabels,
-    as_label_array,
-    check_at_least_two_items,
     check_categories_have_labels,
+    check_category_batch,
+    check_enough_categories,
     check_int,
     epoch_generator,
-    group_by_category,
-    group_by_label,
+    index_categories,
+    sample_instances,
     sample_items,
 )
 
@@ -64,25 +64,13 @@ class DistinctCategoryBalanceSampler(IBatchSampler):
             n_instances: Items of each label in a batch, at least 2.
             epoch_size: Batches in an epoch, at least 1.
         """
-        self.n_categories = check_int(n_categories, "n_categories", 1, "a batch needs at least 1 category.")
-        self.n_labels = check_int(n_labels, "n_labels", 2, "a batch needs 2 labels or more of each category.")
-        self.n_instances = check_int(
-            n_instances, "n_instances", 2, "a batch needs 2 items or more of each label to hold positive pairs."
-        )
+        self.n_categories, self.n_labels, self.n_instances = check_category_batch(n_categories, n_labels, n_instances)
         self._epoch_size = check_int(epoch_size, "epoch_size", 1, "an epoch needs at least 1 batch.")
 
-        self._labels = as_label_array(labels)
-        self._label2index = group_by_label(self._labels)
-        check_at_least_two_items(self._label2index)
-        self._category2labels = group_by_category(self._label2index, label2category)
+        self._labels, self._label2index, self._category2labels = index_categories(labels, label2category)
         self._categories = list(self._category2labels)
 
-        if self.n_categories > len(self._categories):
-            raise ValueError(
-                f"n_categories={self.n_categories} distinct categories are needed for one batch, but label2category "
-                f"has only {len(self._categories)}: {self._categories[:10]}. Lower n_categories to at most "
-                f"{len(self._categories)}."
-            )
+        check_enough_categories(self.n_categories, self._categories)
         check_categories_have_labels(
             self._category2labels, self.n_labels, "Lower n_labels or drop (or merge) these categories."
         )
@@ -123,8 +111,7 @@ class DistinctCategoryBalanceSampler(IBatchSampler):
                     # everything unused, topped up with distinct labels already used in this category
                     seen = [x for x in self._category2labels[category] if x in used[category] and x not in fresh]
                     labels = list(fresh) + sample_items(rng, seen, self.n_labels - len(fresh))
-                for label in labels:
-                    batch.extend(sample_items(rng, self._label2index[label], self.n_instances))
+                batch.extend(sample_instances(rng, self._label2index, labels, self.n_instances))
                 chosen = set(labels)
                 unused[category] = [label for label in fresh if label not in chosen]
                 used[category] |= chosen

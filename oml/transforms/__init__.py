@@ -4,6 +4,7 @@ Invariant: `oml.transforms` re-exports exactly the image transforms of `oml.tran
 OML's albumentations transforms need a package oml-server does not ship).
 """
 
+from oml.transforms import images
 from oml.transforms.images import (
     get_augs_hypvit,
     get_augs_affine_torch,
@@ -13,11 +14,4 @@ from oml.transforms.images import (
     get_normalisation_torch,
 )
 
-__all__ = [
-    "get_augs_torch",
-    "get_augs_affine_torch",
-    "get_normalisation_torch",
-    "get_normalisation_resize_torch",
-    "get_augs_hypvit",
-    "get_normalisation_resize_hypvit",
-]
+__all__ = list(images.__all__)  # exactly what oml.transforms.images exports

@@ -6,10 +6,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import httpx
 
@@ -143,6 +145,58 @@ def models_copy(exported_models: Path, target: Path, names=("minilm_l6", "tiny_i
 def items_from(rows: List[Dict[str, str]], prefix: str = "") -> List[dict]:
     return [{"key": prefix + row["package"], "text": row["description"], "label": row["source"],
              "payload": {"section": row["section"]}} for row in rows]
+
+
+def model_entry(client: httpx.Client, name: str) -> dict:
+    """The `/models` entry of model `name` (versions, active and activating version)."""
+    return {m["name"]: m for m in client.get("/models").json()["models"]}[name]
+
+
+class QueryLoad:
+    """Clients posting the same request to `path` in a loop on threads while the `with` block runs.
+
+    Records ``(time.monotonic(), reply body)`` of every 200 reply in `replies` and every failure in `errors`;
+    `request` is passed to ``httpx.Client.post`` as is (``json=...`` or ``data=..., files=...``).
+    """
+
+    def __init__(self, url: str, path: str, clients: int = 4, pause_s: float = 0.0, **request: Any):
+        self.url, self.path, self.pause_s, self.request = url, path, pause_s, request
+        self.replies: list = []
+        self.errors: list = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(clients)]
+
+    def _loop(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=60) as client:
+            while not self._stop.is_set():
+                try:
+                    reply = client.post(self.path, **self.request)
+                except httpx.HTTPError as error:
+                    self.errors.append(repr(error))
+                    continue
+                if reply.status_code != 200:
+                    self.errors.append(f"{reply.status_code} {reply.text}")
+                else:
+                    self.replies.append((time.monotonic(), reply.json()))
+                if self.pause_s:
+                    time.sleep(self.pause_s)
+
+    def __enter__(self) -> "QueryLoad":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def assert_swapped(self, swapped_at: float, old: int = 1, new: int = 2) -> None:
+        """No request failed, both versions answered, and only `new` did from just after `swapped_at` on."""
+        assert self.errors == []
+        versions = Counter(reply["model_version"] for _, reply in self.replies)
+        assert versions[old] > 0 and versions[new] > 0, versions
+        assert all(reply["model_version"] == new for at, reply in self.replies if at > swapped_at + 0.2)
 
 
 def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 120.0) -> dict:

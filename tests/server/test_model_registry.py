@@ -1,15 +1,15 @@
 """Hot-swapping model versions on a live server: watched folder, activate endpoint, refused bad versions."""
 
-import threading
 import time
-from collections import Counter
 
 import httpx
 import pytest
 
-from server_helpers import ServerProcess, drop_in_version, items_from, models_copy
+from server_helpers import QueryLoad, ServerProcess, drop_in_version, items_from, model_entry, models_copy
 
-QUERY = "tool to edit text files"
+MODEL = "minilm_l6"
+SEARCH_PATH = "/galleries/swap/search"
+SEARCH = {"text": "tool to edit text files", "k": 3}
 
 
 @pytest.fixture(scope="module")
@@ -30,69 +30,28 @@ def swap_server(exported_models, tmp_path_factory, package_texts):
     server.stop()
 
 
-class QueryLoad:
-    """Clients sending searches in a loop on threads; records status codes and model versions."""
-
-    def __init__(self, url: str, clients: int = 4):
-        self.url, self.clients = url, clients
-        self.replies: list = []
-        self.errors: list = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(clients)]
-
-    def _loop(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=60) as client:
-            while not self._stop.is_set():
-                try:
-                    reply = client.post("/galleries/swap/search", json={"text": QUERY, "k": 3})
-                except httpx.HTTPError as error:
-                    self.errors.append(repr(error))
-                    continue
-                if reply.status_code != 200:
-                    self.errors.append(f"{reply.status_code} {reply.text}")
-                else:
-                    self.replies.append((time.monotonic(), reply.json()))
-
-    def __enter__(self) -> "QueryLoad":
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
-
-
 def first_distances(client: httpx.Client) -> list:
-    body = client.post("/galleries/swap/search", json={"text": QUERY, "k": 3}).json()
+    body = client.post(SEARCH_PATH, json=SEARCH).json()
     return [hit["distance"] for hit in body["results"][0]], body["model_version"]
-
-
-def model_entry(client: httpx.Client, name: str = "minilm_l6") -> dict:
-    return {m["name"]: m for m in client.get("/models").json()["models"]}[name]
 
 
 def test_new_version_in_folder_swaps_under_concurrent_queries_without_failures(swap_server, minilm_int8_v2):
     with swap_server.client() as client:
         v1_distances, version = first_distances(client)
         assert version == 1
-        with QueryLoad(swap_server.url) as load:
+        with QueryLoad(swap_server.url, SEARCH_PATH, json=SEARCH) as load:
             time.sleep(0.5)
             drop_in_version(minilm_int8_v2, swap_server.models_dir, "minilm_l6", 2)
-            swap_server.wait_for(lambda: model_entry(client)["active_version"] == 2, what="v2 active")
+            swap_server.wait_for(lambda: model_entry(client, MODEL)["active_version"] == 2, what="v2 active")
             swapped_at = time.monotonic()
             assert client.get("/galleries/swap").json()["model_version"] == 2
             assert client.get("/galleries/swap-hnsw").json()["model_version"] == 2
             time.sleep(1.0)
-        assert load.errors == []
-        versions = Counter(reply["model_version"] for _, reply in load.replies)
-        assert versions[1] > 0 and versions[2] > 0, versions
-        assert all(reply["model_version"] == 2 for at, reply in load.replies if at > swapped_at + 0.2)
+        load.assert_swapped(swapped_at)
         v2_distances, version = first_distances(client)
         assert version == 2
         assert max(abs(a - b) for a, b in zip(v1_distances, v2_distances)) > 1e-4  # int8 embeds differently
-        entry = model_entry(client)
+        entry = model_entry(client, MODEL)
         assert [v["version"] for v in entry["versions"] if v["loaded"]] == [2]  # v1 unloaded: nothing uses it
         metrics = client.get("/metrics").text
         assert 'oml_model_active_version{model="minilm_l6"} 2.0' in metrics
@@ -100,23 +59,24 @@ def test_new_version_in_folder_swaps_under_concurrent_queries_without_failures(s
 
 def test_corrupt_version_is_refused_and_the_old_one_keeps_serving(swap_server, corrupt_minilm_v3):
     with swap_server.client() as client:
-        assert model_entry(client)["active_version"] == 2
-        with QueryLoad(swap_server.url, clients=2) as load:
+        assert model_entry(client, MODEL)["active_version"] == 2
+        with QueryLoad(swap_server.url, SEARCH_PATH, clients=2, json=SEARCH) as load:
             drop_in_version(corrupt_minilm_v3, swap_server.models_dir, "minilm_l6", 3)
             v3 = swap_server.wait_for(
-                lambda: next((v for v in model_entry(client)["versions"] if v["version"] == 3 and v["state"] == "failed"),
-                             None), what="v3 refused")
+                lambda: next((v for v in model_entry(client, MODEL)["versions"]
+                              if v["version"] == 3 and v["state"] == "failed"), None), what="v3 refused")
             time.sleep(0.3)
         assert load.errors == []
         assert "model.onnx" in v3["error"] or "ONNX" in v3["error"]
-        assert model_entry(client)["active_version"] == 2
+        assert model_entry(client, MODEL)["active_version"] == 2
         assert client.get("/galleries/swap").json()["model_version"] == 2
         assert "refused" in swap_server.log_tail(50_000)
         # asking for it explicitly fails the same way, and still nothing breaks
         assert client.post("/models/minilm_l6/activate", json={"version": 3},
                            headers=swap_server.headers).status_code == 202
-        swap_server.wait_for(lambda: model_entry(client)["activating_version"] is None, what="v3 retry finished")
-        assert model_entry(client)["active_version"] == 2
+        swap_server.wait_for(lambda: model_entry(client, MODEL)["activating_version"] is None,
+                             what="v3 retry finished")
+        assert model_entry(client, MODEL)["active_version"] == 2
         assert first_distances(client)[1] == 2
 
 
@@ -124,7 +84,7 @@ def test_activate_endpoint_swaps_back_to_version_1(swap_server):
     with swap_server.client(headers=swap_server.headers) as client:
         reply = client.post("/models/minilm_l6/activate", json={"version": 1})
         assert reply.status_code == 202 and reply.json() == {"name": "minilm_l6", "version": 1, "state": "activating"}
-        swap_server.wait_for(lambda: model_entry(client)["active_version"] == 1, what="v1 active again")
+        swap_server.wait_for(lambda: model_entry(client, MODEL)["active_version"] == 1, what="v1 active again")
         assert client.get("/galleries/swap").json()["model_version"] == 1
         distances, version = first_distances(client)
         assert version == 1

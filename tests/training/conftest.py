@@ -24,27 +24,24 @@ def texts_root(data_dir: Path, tmp_path_factory) -> Path:
     return tiny_texts_root(data_dir, tmp_path_factory.mktemp("tiny-texts"))
 
 
-@pytest.fixture(scope="session")
-def trained_images(images_root: Path, tmp_path_factory):
-    """(config, TrainResult) of one in-process run on the tiny image data."""
+def _train_in_process(raw: dict):
+    """(config, TrainResult) of one in-process run of the config ``raw``."""
     from training.config import load_config
     from training.pipeline import train
 
-    work = tmp_path_factory.mktemp("trained-images")
-    config = load_config(raw=image_config(images_root, work))
+    config = load_config(raw=raw)
     result = train(config)
     os.environ.pop("OML_TRAIN_RUN_DIR", None)
     return config, result
+
+
+@pytest.fixture(scope="session")
+def trained_images(images_root: Path, tmp_path_factory):
+    """(config, TrainResult) of one in-process run on the tiny image data."""
+    return _train_in_process(image_config(images_root, tmp_path_factory.mktemp("trained-images")))
 
 
 @pytest.fixture(scope="session")
 def trained_texts(texts_root: Path, tmp_path_factory):
     """(config, TrainResult) of one in-process run of MiniLM on the tiny text data."""
-    from training.config import load_config
-    from training.pipeline import train
-
-    work = tmp_path_factory.mktemp("trained-texts")
-    config = load_config(raw=text_config(texts_root, work))
-    result = train(config)
-    os.environ.pop("OML_TRAIN_RUN_DIR", None)
-    return config, result
+    return _train_in_process(text_config(texts_root, tmp_path_factory.mktemp("trained-texts")))

@@ -3,54 +3,15 @@ re-embeds the bound gallery and swaps while queries keep coming, and no request 
 
 import json
 import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
-import httpx
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-from server_helpers import ServerProcess, link_copy  # noqa: E402
+from server_helpers import QueryLoad, ServerProcess, link_copy, model_entry  # noqa: E402
 
 from training_helpers import image_config, run_train, write_config  # noqa: E402
-
-
-class ImageQueryLoad:
-    """Clients searching the gallery with one image in a loop; records replies and failures."""
-
-    def __init__(self, url: str, image: bytes, clients: int = 2):
-        self.url, self.image = url, image
-        self.replies: list = []
-        self.errors: list = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(clients)]
-
-    def _loop(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=60) as client:
-            while not self._stop.is_set():
-                try:
-                    reply = client.post("/galleries/chars/search", data={"k": "3"},
-                                        files={"image": ("q.png", self.image, "image/png")})
-                except httpx.HTTPError as error:
-                    self.errors.append(repr(error))
-                    continue
-                if reply.status_code != 200:
-                    self.errors.append(f"{reply.status_code} {reply.text}")
-                else:
-                    self.replies.append((time.monotonic(), reply.json()))
-                time.sleep(0.02)
-
-    def __enter__(self) -> "ImageQueryLoad":
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
 
 
 def test_a_trained_version_is_hot_loaded_by_a_live_server_without_failed_requests(trained_images, images_root,
@@ -70,24 +31,20 @@ def test_a_trained_version_is_hot_loaded_by_a_live_server_without_failed_request
                                 files=[("files", (Path(p).name, Path(p).read_bytes(), "image/png")) for p in paths])
             assert reply.status_code == 200, reply.text
 
-        def active(client: httpx.Client) -> int:
-            return {m["name"]: m for m in client.get("/models").json()["models"]}[config.name]["active_version"]
-
         raw = image_config(images_root, tmp_path, name=config.name, max_epochs=1, limit_train_batches=2, seed=1)
         raw["models_dir"] = str(models)
-        with server.client() as client, ImageQueryLoad(server.url, Path(paths[3]).read_bytes()) as load:
+        load = QueryLoad(server.url, "/galleries/chars/search", clients=2, pause_s=0.02, data={"k": "3"},
+                         files={"image": ("q.png", Path(paths[3]).read_bytes(), "image/png")})
+        with server.client() as client, load:
             time.sleep(0.5)
             done = run_train(write_config(raw, tmp_path / "c.yaml"))
             assert done.returncode == 0, done.stderr[-3000:]
             assert f"oml train: {config.name} -> {models / config.name / '2'}" in done.stdout
-            server.wait_for(lambda: active(client) == 2, what="version 2 active")
+            server.wait_for(lambda: model_entry(client, config.name)["active_version"] == 2, what="version 2 active")
             swapped_at = time.monotonic()
             assert client.get("/galleries/chars").json()["model_version"] == 2  # the bound gallery was re-embedded
             time.sleep(1.0)
-        assert load.errors == []
-        versions = Counter(reply["model_version"] for _, reply in load.replies)
-        assert versions[1] > 0 and versions[2] > 0, versions
-        assert all(reply["model_version"] == 2 for at, reply in load.replies if at > swapped_at + 0.2)
+        load.assert_swapped(swapped_at)
         assert load.replies[-1][1]["results"][0][0]["key"] == "img-3"  # the query image finds itself
     finally:
         server.stop()

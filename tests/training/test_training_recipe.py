@@ -53,6 +53,17 @@ def test_the_dataset_reads_each_copy_rotated(data_dir: Path) -> None:
     assert dataset.describe() == {"rotation_0": n, "rotation_90": n, "rotation_180": n}
 
 
+def test_mirroring_doubles_the_variants_and_reads_mirrored_images(data_dir: Path) -> None:
+    df = _frame(data_dir)
+    grown = add_rotated_labels(df, [90], mirror=True)
+    assert len(grown) == 4 * len(df) and sorted(grown["label"].unique()) == list(range(8))
+    dataset = RotatedLabelsImageDataset(grown, transform=lambda image: torch.from_numpy(np.array(image.convert("L"))))
+    original = np.asarray(Image.open(grown.loc[0, "path"]).convert("L"))
+    n = len(df)
+    assert np.array_equal(dataset[2 * n]["input_tensors"].numpy(), original[:, ::-1])
+    assert np.array_equal(dataset[3 * n]["input_tensors"].numpy(), np.rot90(original[:, ::-1], 1))
+
+
 def test_affine_augmentations_keep_the_size_fill_white_and_differ_by_seed(data_dir: Path) -> None:
     image = Image.open(next((data_dir / "omniglot" / "images" / "Greek" / "character01").glob("*.png")))
     transform = get_transforms_by_cfg({"name": "augs_affine_torch", "args": {

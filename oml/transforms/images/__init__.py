@@ -4,6 +4,7 @@ Invariant: only torchvision transforms are provided (albumentations is not a dep
 ``*_albu`` transforms are absent); each maps a PIL image to a normalised float32 ``(3, H, W)`` tensor.
 """
 
+from oml.transforms.images import torchvision
 from oml.transforms.images.torchvision import (
     get_augs_hypvit,
     get_augs_affine_torch,
@@ -13,11 +14,4 @@ from oml.transforms.images.torchvision import (
     get_normalisation_torch,
 )
 
-__all__ = [
-    "get_augs_torch",
-    "get_augs_affine_torch",
-    "get_normalisation_torch",
-    "get_normalisation_resize_torch",
-    "get_augs_hypvit",
-    "get_normalisation_resize_hypvit",
-]
+__all__ = list(torchvision.__all__)  # the one list of names lives in torchvision.py
