@@ -11,6 +11,7 @@ from server_helpers import REPO_ROOT, ServerProcess, drop_in_version
 
 def readme_blocks():
     section = (REPO_ROOT / "README.md").read_text(encoding="utf-8").split("## Using the server", 1)[1]
+    section = section.split("\n## ", 1)[0]  # up to the next section
     return re.findall(r"```bash\n(.*?)```", section, flags=re.S)
 
 
