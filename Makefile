@@ -37,6 +37,7 @@ bench: $(DEV_STAMP)
 	$(PY) benchmarks/extraction.py
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/load.py
+	$(PY) benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
