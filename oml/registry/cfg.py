@@ -22,8 +22,8 @@ class CfgError(ValueError):
     """A ``{"name", "args"}`` config names an unknown object or gives it arguments it does not take."""
 
 
-def cfg_to_dict(cfg: Any) -> Dict[str, Any]:
-    """A plain ``{"name": str, "args": dict}`` copy of ``cfg`` (omegaconf configs and pydantic models included)."""
+def to_plain(cfg: Any) -> Any:
+    """``cfg`` as plain data: a pydantic model dumped, an omegaconf ``DictConfig`` resolved; anything else as is."""
     if hasattr(cfg, "model_dump"):
         cfg = cfg.model_dump()
     try:  # omegaconf is optional; OML users pass DictConfigs
@@ -33,6 +33,12 @@ def cfg_to_dict(cfg: Any) -> Dict[str, Any]:
             cfg = OmegaConf.to_container(cfg, resolve=True)
     except ImportError:
         pass
+    return cfg
+
+
+def cfg_to_dict(cfg: Any) -> Dict[str, Any]:
+    """A plain ``{"name": str, "args": dict}`` copy of ``cfg`` (omegaconf configs and pydantic models included)."""
+    cfg = to_plain(cfg)
     if not isinstance(cfg, Mapping) or "name" not in cfg:
         raise CfgError(f"a config must be a mapping with 'name' (and optional 'args'), got {cfg!r}")
     args = cfg.get("args") or {}
@@ -125,6 +131,7 @@ def raise_problems(problems: TProblems, what: str = "config") -> None:
 
 
 __all__ = [
+    "to_plain",
     "TCfg",
     "TProblems",
     "CfgError",

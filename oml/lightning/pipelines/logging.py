@@ -25,6 +25,8 @@ from PIL import Image
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from oml.registry.cfg import to_plain
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -43,15 +45,7 @@ class IPipelineLogger(ABC):
 
 def _to_plain(cfg: Any) -> Dict[str, Any]:
     """A plain dict of ``cfg``: a mapping, an omegaconf ``DictConfig`` or a pydantic model."""
-    if hasattr(cfg, "model_dump"):
-        cfg = cfg.model_dump()
-    try:  # omegaconf is optional; OML users pass DictConfigs
-        from omegaconf import DictConfig, OmegaConf  # type: ignore
-
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:
-        pass
+    cfg = to_plain(cfg)
     if not isinstance(cfg, Mapping):
         raise TypeError(f"cfg must be a mapping (dict, DictConfig), got {type(cfg).__name__}: {cfg!r}")
     return dict(cfg)
