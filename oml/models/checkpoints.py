@@ -20,8 +20,8 @@ class CheckpointKeysError(ValueError):
 
 
 def read_checkpoint(path: Union[str, Path]) -> TStateDict:
-    """The tensors of a checkpoint file: a plain state dict, a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper
-    (Lightning, DINO, MoCo) or a ``.safetensors`` file."""
+    """The tensors of a checkpoint file: a plain state dict, a ``{"state_dict": ...}`` / ``{"model": ...}`` /
+    ``{"model_state_dict": ...}`` wrapper (Lightning, DINO, MoCo, training scripts) or a ``.safetensors`` file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint file {path} does not exist")
@@ -42,7 +42,7 @@ def read_checkpoint(path: Union[str, Path]) -> TStateDict:
         raise CheckpointKeysError(f"Cannot read checkpoint {path}: it is not a PyTorch checkpoint ({e})") from e
     if not isinstance(ckpt, dict):
         raise CheckpointKeysError(f"Checkpoint {path} holds a {type(ckpt).__name__}, not a state dict")
-    for wrapper_key in ("state_dict", "model"):
+    for wrapper_key in ("state_dict", "model", "model_state_dict"):
         if isinstance(ckpt.get(wrapper_key), dict):
             ckpt = ckpt[wrapper_key]
             break

@@ -28,6 +28,7 @@ from torch import nn
 from oml.const import MEAN, STD
 from oml.interfaces.models import IExtractor
 from oml.models import ConvNetExtractor, HFWrapper, ResnetExtractor, ViTExtractor
+from oml.models.checkpoints import read_checkpoint
 from oml.models.pooling import l2_normalise
 from oml.models.zoo import IMAGE_INTERPOLATIONS, image_preprocessing
 from oml.registry.cfg import TCfg, TProblems, cfg_to_dict, check_cfg, lookup
@@ -84,20 +85,11 @@ CHECKPOINT_PREFIXES = ("model.model.", "extractor.model.", "model.", "module.", 
 
 
 def load_state_with_prefix(model: nn.Module, path: Path) -> None:
-    """Load a state dict (plain, or under ``state_dict`` / ``model`` as Lightning and others save it) into ``model``,
+    """Load a checkpoint (read by `oml.models.checkpoints.read_checkpoint`: plain, or under ``state_dict`` /
+    ``model`` / ``model_state_dict`` as Lightning and others save it) into ``model``,
     taking the keys under the first prefix of `CHECKPOINT_PREFIXES` that covers every parameter of ``model``
     (a Lightning checkpoint of `oml.lightning.ExtractorModule` holds ``model.model.*`` and ``criterion.*``)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception:  # a Lightning checkpoint may hold objects the safe unpickler refuses; the file is ours
-        state = torch.load(str(path), map_location="cpu", weights_only=False)
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
+    state = read_checkpoint(path)
     wanted = set(model.state_dict())
     for prefix in CHECKPOINT_PREFIXES:
         picked = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -276,8 +268,6 @@ def norm_resize_preprocessing(
     std: Sequence[float] = STD,
 ) -> Dict[str, Any]:
     """Resize the shorter side to ``resize`` (default ``im_size``), centre-crop ``im_size`` x ``im_size``, normalise."""
-    if interpolation not in IMAGE_INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {IMAGE_INTERPOLATIONS}, got {interpolation!r}")
     return image_preprocessing(int(im_size), int(resize or im_size), interpolation, mean, std)
 
 
