@@ -369,7 +369,8 @@ def _open_run(config: TrainConfig, resume: bool, worker: bool) -> Tuple[RunDir, 
         import yaml
 
         old = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) if run.config_file.is_file() else {}
-        changed = sorted(k for k in set(old) | set(config.to_dict()) if old.get(k) != config.to_dict().get(k))
+        current = config.to_dict()
+        changed = sorted(k for k in set(old) | set(current) if old.get(k) != current.get(k))
         if changed:
             LOGGER.warning("Resuming %s with a changed config: %s", run.path, ", ".join(changed))
     run.write_config(dump_config(config))
