@@ -10,8 +10,7 @@ import itertools
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
@@ -20,11 +19,11 @@ from indexing.errors import GalleryError, GalleryNotFoundError
 from indexing.gallery import Gallery
 from indexing.items import Item
 from indexing.sources import SourceProblems, iter_items
+from oml.const import TPath
 
 LOGGER = logging.getLogger(__name__)
 _KEEP_FAILURES = 20
 
-TPath = Union[str, Path]
 
 
 @dataclass

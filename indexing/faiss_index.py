@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 import faiss
 import numpy as np
 
+import oml.utils.faiss_setup  # noqa: F401 - applies FAISS's BLAS threshold once
 from indexing.errors import IndexCorruptError, IndexSpecError
 from indexing.index_file import read_index_file, write_index_file
 from indexing.interfaces import IIndex, TPath, check_ids, check_k, check_vectors

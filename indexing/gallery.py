@@ -18,7 +18,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -38,6 +38,7 @@ from indexing.items import Hit, Item, StoredItem
 from indexing.manifest import GalleryManifest
 from indexing.rwlock import ReadWriteLock
 from indexing.store import ItemStore
+from oml.const import TPath
 
 LOGGER = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SUFFIX_RE = re.compile(r"^[A-Za-z0-9]{1,10}$")
 _ON_CORRUPT = ("rebuild", "raise")
 
-TPath = Union[str, Path]
 
 
 def validate_gallery_name(name: Any) -> str:

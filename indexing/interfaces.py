@@ -1,12 +1,11 @@
 """`IIndex`: the few verbs every vector index of a gallery offers, whatever engine is behind it."""
 
 from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Tuple
 
 import numpy as np
+from oml.const import TPath
 
-TPath = Union[str, Path]
 
 
 class IIndex(ABC):

@@ -21,9 +21,10 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional
 
 from oml.utils.atomic import atomic_write_text, fsync_dir
+from oml.const import TPath
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -39,7 +40,6 @@ TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 IMAGE_INPUT = "pixels"
 OUTPUT_NAME = "embeddings"
 
-TPath = Union[str, Path]
 
 
 class ArtifactError(ValueError):
@@ -238,11 +238,22 @@ def artifact_dir_for(models_dir: TPath, name: str, version: int) -> Path:
 
 
 def list_versions(models_dir: TPath, name: str) -> List[int]:
-    """Complete versions of a model (folders named by an integer; temp folders start with '.' and are skipped)."""
+    """Versions of a model: its folders named by an integer. `building_artifact_dir` renames a version folder into
+    place only once it is complete, and temp folders start with '.', so every listed version is whole."""
     folder = Path(models_dir) / name
     if not folder.is_dir():
         return []
     return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def list_models(models_dir: TPath) -> List[str]:
+    """Names of the models in `models_dir` that have at least one version, sorted; other folders are skipped."""
+    from oml.utils.names import is_valid_name
+
+    root = Path(models_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and is_valid_name(p.name) and list_versions(root, p.name))
 
 
 @contextmanager
@@ -302,6 +313,7 @@ __all__ = [
     "load_artifact",
     "artifact_dir_for",
     "list_versions",
+    "list_models",
     "building_artifact_dir",
     "MANIFEST_FILE",
     "MODEL_FILE",

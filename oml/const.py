@@ -1,7 +1,7 @@
 """Column names and keys of the OML dataframe format and dataset items."""
 
 from pathlib import Path
-from typing import Tuple
+from typing import Tuple, Union
 
 LABELS_COLUMN = "label"
 PATHS_COLUMN = "path"
@@ -39,4 +39,5 @@ STD_CLIP = (0.26862954, 0.26130258, 0.27577711)
 
 CACHE_PATH = Path.home() / ".cache" / "oml"
 
+TPath = Union[str, Path]  # a file or folder, given as text or as a Path
 TNormParam = Tuple[float, float, float]  # per-channel (R, G, B) mean or std, as MEAN and STD

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from oml.registry.cfg import TProblems
+from oml.const import TPath
 
-TPath = Union[str, Path]
 
 PRECISIONS = (32, 16, 64, "32", "16", "64", "32-true", "64-true", "16-mixed", "bf16-mixed", "bf16-true", "bf16")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")

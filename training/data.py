@@ -22,7 +22,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -35,11 +35,11 @@ from oml.const import (
     PATHS_COLUMN,
     SPLIT_COLUMN,
     TEXTS_COLUMN,
+    TPath,
 )
 
 LOGGER = logging.getLogger(__name__)
 
-TPath = Union[str, Path]
 FORMATS = ("auto", "oml", "omniglot", "debian_packages")
 DEBIAN_COLUMNS = ("package", "section", "source", "description")
 DEFAULT_OML_DATAFRAME = "df.csv"

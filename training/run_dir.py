@@ -19,9 +19,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional
 
 from oml.utils.atomic import atomic_write_json, atomic_write_text
+from oml.const import TPath
 
 RUN_DIR_ENV = "OML_TRAIN_RUN_DIR"  # tells DDP worker processes (which re-run the command) which run they join
 STATE_FILE = "run.json"
@@ -30,7 +31,6 @@ LOCK_FILE = ".lock"
 LAST_CHECKPOINT = "last.ckpt"
 BEST_CHECKPOINT_NAME = "best"
 
-TPath = Union[str, Path]
 
 
 class RunDirError(RuntimeError):

@@ -1,7 +1,7 @@
 """Image datasets: items are dicts with the transformed image tensor, its index and what the dataframe knows."""
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -37,8 +37,8 @@ from oml.interfaces.datasets import (
 )
 from oml.utils.dataframe_format import check_files_exist, check_retrieval_dataframe_format, resolve_paths
 from oml.utils.images import add_frame, crop_to_bbox, draw_bbox, imread_pil, square_pad
+from oml.const import TPath
 
-TPath = Union[str, Path]
 TBBoxOrNone = Optional[Sequence[float]]
 TImageReader = Callable[[TPath], Image.Image]
 TTransform = Callable[[Image.Image], Any]

@@ -5,7 +5,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,12 +37,12 @@ from oml.export.quantize import (
     quantize_int8,
 )
 from oml.export.samples import SAMPLE_TEXTS, sample_images as builtin_sample_images
+from oml.const import TPath
 
 LOGGER = logging.getLogger(__name__)
 
 PARITY_ATOL = 1e-4
 QUANTIZE_CHOICES = (None, "int8")
-TPath = Union[str, Path]
 
 
 class ExportError(RuntimeError):

@@ -25,6 +25,7 @@ import torch
 from torch import FloatTensor, LongTensor, Tensor
 from tqdm.auto import tqdm
 
+import oml.utils.faiss_setup  # noqa: F401 - applies FAISS's BLAS threshold once
 from oml.functional.validation import (
     as_embeddings,
     as_vector,
@@ -54,13 +55,6 @@ waking and synchronising more threads costs more than it saves, and far more whe
 
 REFINE_BLOCK_ELEMENTS = 1 << 23
 """Upper bound on the elements gathered at once when recomputing exact distances."""
-
-FAISS_BLAS_MIN_QUERIES = 4
-"""From this many queries on, FAISS's exact search uses one matrix product (BLAS) instead of one scan per query.
-FAISS compares its process-wide `distance_compute_blas_threshold` with n_queries x dim, and faiss-cpu 1.15 ships
-128000 (333 queries at 384-d), so a server's micro-batches cost as much per query as single queries. Measured here,
-100k x 384, one thread: 16 queries 77 ms with scans, 22 ms with BLAS; 1 query 5 ms with a scan, 14 ms with BLAS."""
-
 
 class _Exclusions:
     """Pairs (query i, gallery j) to ignore: those where any key of the query equals the key of the gallery item.
@@ -161,7 +155,6 @@ def _faiss_threads(work: int) -> Iterator[None]:
 
 def _search_block_faiss(queries: Tensor, gallery_np: np.ndarray, k: int) -> Tensor:
     """Candidate ids [n_queries, k] (-1 where none) from FAISS's exact L2 search."""
-    faiss.cvar.distance_compute_blas_threshold = FAISS_BLAS_MIN_QUERIES * queries.shape[1]
     _, ids = faiss.knn(queries.numpy(), gallery_np, k, metric=faiss.METRIC_L2)
     return torch.from_numpy(ids).long()
 

