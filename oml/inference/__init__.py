@@ -5,5 +5,6 @@ from oml.inference.images import InvalidInputError
 # Bound here on purpose: `oml.inference.inference` stays the function even after its submodule has been imported.
 from oml.inference.inference import inference
 from oml.inference.onnx_runtime import OnnxExtractor
+from oml.inference.pairs import pairwise_inference
 
-__all__ = ["OnnxExtractor", "InvalidInputError", "inference"]
+__all__ = ["OnnxExtractor", "InvalidInputError", "inference", "pairwise_inference"]

@@ -1,6 +1,7 @@
 """Extractors: models that turn inputs into embeddings."""
 
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,4 +35,18 @@ class IFreezable(ABC):
         ...
 
 
-__all__ = ["IExtractor", "IFreezable"]
+class IPairwiseModel(nn.Module, ABC):
+    """A model that scores pairs: `forward` gives one logit per pair, high when the two look like different classes
+    (trained with binary cross-entropy against "is a negative pair"); `predict` turns it into a distance-like score
+    in which lower means closer, as rerankers sort."""
+
+    @abstractmethod
+    def forward(self, x1: Any, x2: Any) -> torch.Tensor:
+        ...
+
+    def predict(self, x1: Any, x2: Any) -> torch.Tensor:
+        """Distance-like score per pair (the sigmoid of `forward` unless a model says otherwise)."""
+        return torch.sigmoid(self.forward(x1, x2))
+
+
+__all__ = ["IExtractor", "IFreezable", "IPairwiseModel"]

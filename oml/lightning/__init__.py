@@ -19,6 +19,7 @@ except ImportError as e:  # pragma: no cover
 
 from oml.lightning.callbacks.metric import MetricValCallback
 from oml.lightning.modules.extractor import ExtractorModule, ExtractorModuleDDP
+from oml.lightning.modules.pairwise_postprocessing import PairwiseModule
 from oml.lightning.pipelines import logging
 
-__all__ = ["ExtractorModule", "ExtractorModuleDDP", "MetricValCallback", "logging"]
+__all__ = ["ExtractorModule", "ExtractorModuleDDP", "PairwiseModule", "MetricValCallback", "logging"]

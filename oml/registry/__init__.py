@@ -16,6 +16,14 @@ from oml.registry.transforms import (
 from oml.registry.cfg import CfgError
 from oml.registry.losses import LOSSES_REGISTRY, get_criterion, get_criterion_by_cfg
 from oml.registry.miners import MINERS_REGISTRY, get_miner, get_miner_by_cfg
+from oml.registry.postprocessors import (
+    PAIRWISE_MODELS_REGISTRY,
+    POSTPROCESSORS_REGISTRY,
+    get_pairwise_model,
+    get_pairwise_model_by_cfg,
+    get_postprocessor,
+    get_postprocessor_by_cfg,
+)
 from oml.registry.optimizers import OPTIMIZERS_REGISTRY, get_optimizer, get_optimizer_by_cfg
 from oml.registry.samplers import SAMPLERS_REGISTRY, get_sampler, get_sampler_by_cfg
 from oml.registry.schedulers import SCHEDULERS_REGISTRY, get_scheduler, get_scheduler_by_cfg
@@ -43,6 +51,12 @@ __all__ = [
     "MINERS_REGISTRY",
     "get_miner",
     "get_miner_by_cfg",
+    "PAIRWISE_MODELS_REGISTRY",
+    "get_pairwise_model",
+    "get_pairwise_model_by_cfg",
+    "POSTPROCESSORS_REGISTRY",
+    "get_postprocessor",
+    "get_postprocessor_by_cfg",
     "OPTIMIZERS_REGISTRY",
     "get_optimizer",
     "get_optimizer_by_cfg",

@@ -37,6 +37,32 @@ def is_freezable(model: nn.Module) -> bool:
     return callable(getattr(model, "freeze", None)) and callable(getattr(model, "unfreeze", None))
 
 
+def check_schedule(scheduler: Any, interval: str, frequency: int, monitor_metric: Optional[str]) -> None:
+    """Raise ValueError for a schedule Lightning would refuse later (or silently misuse)."""
+    if interval not in ("step", "epoch"):
+        raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {interval!r}.")
+    if int(frequency) < 1:
+        raise ValueError(f"scheduler_frequency must be at least 1, got {frequency}.")
+    if isinstance(scheduler, ReduceLROnPlateau) and monitor_metric is None:
+        raise ValueError(
+            "A ReduceLROnPlateau scheduler watches a logged value: pass scheduler_monitor_metric, "
+            "e.g. 'OVERALL/cmc/1'."
+        )
+
+
+def optimizers_config(optimizer: Optional[Optimizer], scheduler: Any, interval: str, frequency: int,
+                      monitor_metric: Optional[str]) -> Any:
+    """What `configure_optimizers` returns for an optimizer and an optional scheduler."""
+    if optimizer is None:
+        return None
+    if scheduler is None:
+        return optimizer
+    config: Dict[str, Any] = {"scheduler": scheduler, "interval": interval, "frequency": int(frequency)}
+    if isinstance(scheduler, ReduceLROnPlateau):
+        config["monitor"] = monitor_metric
+    return {"optimizer": optimizer, "lr_scheduler": config}
+
+
 class ExtractorModule(pl.LightningModule):
     """Lightning module that trains `extractor` to minimise `criterion` over its embeddings.
 
@@ -78,21 +104,13 @@ class ExtractorModule(pl.LightningModule):
                 unfreeze it from epoch ``n`` on; needs an ``IFreezable`` extractor when positive.
         """
         super().__init__()
-        if scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"scheduler_interval must be 'step' or 'epoch', got {scheduler_interval!r}.")
-        if int(scheduler_frequency) < 1:
-            raise ValueError(f"scheduler_frequency must be at least 1, got {scheduler_frequency}.")
+        check_schedule(scheduler, scheduler_interval, scheduler_frequency, scheduler_monitor_metric)
         if int(freeze_n_epochs) < 0:
             raise ValueError(f"freeze_n_epochs must be 0 or more, got {freeze_n_epochs}.")
         if freeze_n_epochs > 0 and not is_freezable(extractor):
             raise ValueError(
                 f"freeze_n_epochs={freeze_n_epochs} needs an extractor with freeze()/unfreeze() (IFreezable), but "
                 f"{type(extractor).__name__} has none: use freeze_n_epochs=0 or a freezable extractor."
-            )
-        if isinstance(scheduler, ReduceLROnPlateau) and scheduler_monitor_metric is None:
-            raise ValueError(
-                "A ReduceLROnPlateau scheduler watches a logged value: pass scheduler_monitor_metric, "
-                "e.g. 'OVERALL/cmc/1'."
             )
 
         self.model = extractor
@@ -141,18 +159,8 @@ class ExtractorModule(pl.LightningModule):
         return self.validation_step(batch, batch_idx, dataloader_idx)
 
     def configure_optimizers(self) -> Any:
-        if self.optimizer is None:
-            return None
-        if self.scheduler is None:
-            return self.optimizer
-        scheduler: Dict[str, Any] = {
-            "scheduler": self.scheduler,
-            "interval": self.scheduler_interval,
-            "frequency": self.scheduler_frequency,
-        }
-        if isinstance(self.scheduler, ReduceLROnPlateau):
-            scheduler["monitor"] = self.monitor_metric
-        return {"optimizer": self.optimizer, "lr_scheduler": scheduler}
+        return optimizers_config(self.optimizer, self.scheduler, self.scheduler_interval, self.scheduler_frequency,
+                                 self.monitor_metric)
 
     def on_train_epoch_start(self) -> None:
         if self.freeze_n_epochs > 0:

@@ -1,5 +1,6 @@
 """Postprocessors that refine `RetrievalResults` after the kNN search."""
 
 from oml.retrieval.postprocessors.algo import AdaptiveThresholding, ConstantThresholding
+from oml.retrieval.postprocessors.pairwise import PairwiseReranker
 
-__all__ = ["ConstantThresholding", "AdaptiveThresholding"]
+__all__ = ["ConstantThresholding", "AdaptiveThresholding", "PairwiseReranker"]

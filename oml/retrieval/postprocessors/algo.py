@@ -2,6 +2,7 @@
 
 import math
 from copy import deepcopy
+from typing import Any, Optional
 
 import torch
 
@@ -33,7 +34,7 @@ class ConstantThresholding(IRetrievalPostprocessor):
         """
         self.th = _check_number(th, "th", positive=False)
 
-    def process(self, rr: RetrievalResults) -> RetrievalResults:  # type: ignore[override]
+    def process(self, rr: RetrievalResults, dataset: Optional[Any] = None) -> RetrievalResults:
         keep = [d < self.th for d in rr.distances]
         return RetrievalResults(
             distances=[d[m] for d, m in zip(rr.distances, keep)],
@@ -65,7 +66,7 @@ class AdaptiveThresholding(IRetrievalPostprocessor):
         """
         self.n_std = _check_number(n_std, "n_std", positive=True)
 
-    def process(self, rr: RetrievalResults) -> RetrievalResults:  # type: ignore[override]
+    def process(self, rr: RetrievalResults, dataset: Optional[Any] = None) -> RetrievalResults:
         gaps = [d[1:] - d[:-1] for d in rr.distances]
         all_gaps = torch.cat(gaps) if gaps else torch.zeros(0)
         if len(all_gaps) == 0:
