@@ -1,0 +1,91 @@
+"""`oml bench`: OML's metrics of an artifact on a labelled dataframe, a report with figures, clear bad-input errors."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from server.cli import main as oml_main
+from training import bench_cli
+from training.bench import run_bench
+
+
+def bench(argv, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    bench_cli.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["bench", *argv])
+    code = args.func(args)
+    return code, capsys.readouterr()
+
+
+def test_bench_reproduces_the_training_validation_metrics(trained_texts, texts_root, tmp_path, capsys):
+    config, result = trained_texts
+    code, out = bench(["--model", str(result.version_dir), "--data", str(texts_root / "df.csv"),
+                       "--out", str(tmp_path / "report"), "--latency-queries", "5"], capsys)
+    assert code == 0, out.err
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    overall = metrics["OVERALL"]
+    assert set(overall) >= {"cmc", "precision", "map", "fnmr@fmr"}
+    assert overall["cmc"]["1"] == pytest.approx(result.metrics_after["OVERALL/cmc/1"], abs=0.02)
+    assert overall["map"]["5"] == pytest.approx(result.metrics_after["OVERALL/map/5"], abs=0.02)
+    run = metrics["run"]
+    assert run["n_queries"] == len(pd.read_csv(texts_root / "df.csv").query("split == 'validation'"))
+    assert run["speed"]["per_query"]["embed"]["queries"] == 5 and run["speed"]["per_query"]["search"]["p50_ms"] > 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| CMC@1 |" in report and "| mAP@5 |" in report and "p99 ms" in report
+    assert (tmp_path / "report" / "metrics_vs_k.png").stat().st_size > 1000
+    assert f"CMC@1 {overall['cmc']['1']:.4f}" in out.out
+
+
+def test_bench_on_images_reports_per_category_and_draws_the_worst_queries(trained_images, images_root, tmp_path,
+                                                                           capsys):
+    config, result = trained_images
+    code, out = bench(["--model", str(result.version_dir), "--data", str(images_root / "df.csv"),
+                       "--out", str(tmp_path / "report"), "--index", "Flat", "--latency-queries", "3"], capsys)
+    assert code == 0, out.err
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert "Tagalog" in metrics and "OVERALL" in metrics
+    assert metrics["OVERALL"]["cmc"]["1"] == pytest.approx(result.metrics_after["OVERALL/cmc/1"], abs=0.02)
+    assert (tmp_path / "report" / "worst_queries.png").stat().st_size > 1000
+    assert "| Tagalog |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_query_never_retrieves_itself(trained_images, images_root):
+    _, result = trained_images
+    outcome = run_bench(result.version_dir, images_root / "df.csv", latency_queries=0)
+    for number, retrieved in enumerate(outcome.rr.retrieved_ids):
+        assert number not in retrieved.tolist()  # queries and gallery are the same rows here
+        assert len(retrieved) == 10
+
+
+@pytest.mark.parametrize("problem, words", [
+    ("no_label", "label"),
+    ("missing_file", "file(s) not found"),
+    ("bad_model", "cannot load the model artifact"),
+    ("bad_index", "bad index spec"),
+])
+def test_bad_input_is_a_message_and_exit_status_2(problem, words, trained_images, images_root, tmp_path, capsys):
+    _, result = trained_images
+    df = pd.read_csv(images_root / "df.csv")
+    model, index = str(result.version_dir), "exact"
+    if problem == "no_label":
+        df = df.drop(columns=["label"])
+    if problem == "missing_file":
+        df.loc[0, "path"] = str(tmp_path / "absent.png")
+    if problem == "bad_model":
+        model = str(tmp_path)
+    if problem == "bad_index":
+        index = "NotAnIndex42"
+    df.to_csv(tmp_path / "df.csv", index=False)
+    code, out = bench(["--model", model, "--data", str(tmp_path / "df.csv"), "--index", index,
+                       "--out", str(tmp_path / "report")], capsys)
+    assert code == 2 and words in out.err and "Traceback" not in out.err
+
+
+def test_the_oml_command_has_bench():
+    with pytest.raises(SystemExit) as exit_info:
+        oml_main(["bench", "--help"])
+    assert exit_info.value.code == 0
