@@ -1,7 +1,6 @@
 """`oml bench`: OML's metrics of an artifact on a labelled dataframe, a report with figures, clear bad-input errors."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
