@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from oml.utils.atomic import atomic_write_text, fsync_dir
 from oml.const import TPath
+from oml.preprocessing import MANIFEST_INTERPOLATIONS, PREPROCESSING_CLASSES, PreprocessingError, is_int
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -35,7 +36,7 @@ FORMAT_VERSION = 1
 MODALITIES = ("image", "text")
 DISTANCES = ("euclidean",)
 PRECISIONS = ("fp32", "int8", "fp16")
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+INTERPOLATIONS = MANIFEST_INTERPOLATIONS  # the filters a manifest may name (see oml.preprocessing)
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 IMAGE_INPUT = "pixels"
 OUTPUT_NAME = "embeddings"
@@ -55,6 +56,8 @@ class ModelManifest:
     straight to ``image_size``), ``interpolation`` (PIL filter name), ``mean``, ``std`` (per RGB channel, applied to
     pixels scaled to [0, 1]).
     ``preprocessing`` for text: ``tokenizer`` (folder inside the artifact) and ``max_length`` (tokens, truncation).
+    Its rules are `oml.preprocessing.ImagePreprocessing` / `TextPreprocessing`'s ``validate()``, which `validate`
+    delegates to.
     ``inputs`` lists the graph's input names in order, ``output`` its output name.
     """
 
@@ -86,10 +89,10 @@ class ModelManifest:
             "/" not in self.name and "\\" not in self.name and not self.name.startswith("."),
             f"name {self.name!r} must not contain path separators or start with '.'",
         )
-        _require(_is_int(self.version) and self.version >= 1, f"version must be an integer >= 1, got {self.version!r}")
+        _require(is_int(self.version) and self.version >= 1, f"version must be an integer >= 1, got {self.version!r}")
         _require(self.modality in MODALITIES, f"unsupported modality {self.modality!r}; expected one of {MODALITIES}")
         _require(
-            _is_int(self.embedding_size) and self.embedding_size >= 1,
+            is_int(self.embedding_size) and self.embedding_size >= 1,
             f"embedding_size must be a positive integer, got {self.embedding_size!r}",
         )
         _require(self.distance in DISTANCES, f"unsupported distance {self.distance!r}; expected one of {DISTANCES}")
@@ -100,7 +103,7 @@ class ModelManifest:
         for key in ("preprocessing", "source", "metrics"):
             _require(isinstance(getattr(self, key), dict), f"{key} must be an object, got {getattr(self, key)!r}")
         _require(
-            _is_int(self.format_version) and 1 <= self.format_version <= FORMAT_VERSION,
+            is_int(self.format_version) and 1 <= self.format_version <= FORMAT_VERSION,
             f"format_version {self.format_version!r} is not supported (this reader knows 1..{FORMAT_VERSION})",
         )
         _require(
@@ -108,55 +111,21 @@ class ModelManifest:
             f"inputs must be a list of names, got {self.inputs!r}",
         )
         if self.modality == "image":
-            self._validate_image()
+            _require(
+                self.inputs == [IMAGE_INPUT],
+                f"an image model takes one input {IMAGE_INPUT!r}, manifest says {self.inputs}",
+            )
         else:
-            self._validate_text()
+            _require(
+                set(self.inputs) <= set(TEXT_INPUTS) and "input_ids" in self.inputs and "attention_mask" in self.inputs,
+                "a text model takes input_ids, attention_mask (and optionally token_type_ids), "
+                f"manifest says {self.inputs}",
+            )
+        try:
+            PREPROCESSING_CLASSES[self.modality].from_dict(self.preprocessing).validate()
+        except PreprocessingError as e:
+            raise ArtifactError(str(e)) from e
         return self
-
-    def _validate_image(self) -> None:
-        pre = self.preprocessing
-        _require(
-            self.inputs == [IMAGE_INPUT], f"an image model takes one input {IMAGE_INPUT!r}, manifest says {self.inputs}"
-        )
-        for key in ("image_size", "mean", "std", "interpolation"):
-            _require(key in pre, f"image preprocessing lacks {key!r}")
-        _require(
-            _is_size(pre["image_size"]), f"preprocessing.image_size must be [height, width], got {pre['image_size']!r}"
-        )
-        if pre.get("resize") is not None:
-            _require(
-                _is_int(pre["resize"]) and pre["resize"] > 0,
-                f"preprocessing.resize must be a positive integer (shorter side), got {pre['resize']!r}",
-            )
-        for key in ("mean", "std"):
-            values = pre[key]
-            _require(
-                isinstance(values, list) and len(values) == 3 and all(isinstance(v, (int, float)) for v in values),
-                f"preprocessing.{key} must be three numbers, got {values!r}",
-            )
-        _require(all(v > 0 for v in pre["std"]), f"preprocessing.std must be positive, got {pre['std']!r}")
-        _require(
-            pre["interpolation"] in INTERPOLATIONS,
-            f"unsupported interpolation {pre['interpolation']!r}; expected one of {INTERPOLATIONS}",
-        )
-
-    def _validate_text(self) -> None:
-        pre = self.preprocessing
-        _require(
-            set(self.inputs) <= set(TEXT_INPUTS) and "input_ids" in self.inputs and "attention_mask" in self.inputs,
-            "a text model takes input_ids, attention_mask (and optionally token_type_ids), "
-            f"manifest says {self.inputs}",
-        )
-        _require("tokenizer" in pre, "text preprocessing lacks 'tokenizer' (its folder inside the artifact)")
-        tokenizer = pre["tokenizer"]
-        _require(
-            isinstance(tokenizer, str) and not Path(tokenizer).is_absolute() and ".." not in Path(tokenizer).parts,
-            f"preprocessing.tokenizer must be a relative folder inside the artifact, got {tokenizer!r}",
-        )
-        _require(
-            _is_int(pre.get("max_length")) and pre["max_length"] >= 2,
-            f"preprocessing.max_length must be an integer >= 2, got {pre.get('max_length')!r}",
-        )
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -296,14 +265,6 @@ def _fsync_tree(root: Path) -> None:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ArtifactError(message)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_size(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(_is_int(v) and v > 0 for v in value)
 
 
 __all__ = [

@@ -1,7 +1,6 @@
 """Export an extractor to a model artifact: ONNX graph, manifest, tokenizer; parity and quantization checks."""
 
 import logging
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from oml.export.quantize import (
 )
 from oml.export.samples import SAMPLE_TEXTS, sample_images as builtin_sample_images
 from oml.const import TPath
+from oml.preprocessing import ImagePreprocessing, TextPreprocessing
 
 LOGGER = logging.getLogger(__name__)
 
@@ -184,9 +184,10 @@ def _prepare_text(
     normalise: bool,
     sample_texts: Optional[Sequence[str]],
 ) -> tuple:
-    max_length = int(preprocessing.get("max_length") or 0)
-    if max_length < 2:
-        raise ValueError(f"text preprocessing needs max_length >= 2, got {preprocessing.get('max_length')!r}")
+    pre = {k: v for k, v in preprocessing.items() if k not in ("tokenizer", "modality")}
+    pre.update({"tokenizer": TOKENIZER_DIR, "max_length": int(preprocessing.get("max_length") or 0),
+                "pad_token_id": getattr(tokenizer, "pad_token_id", None)})
+    max_length = TextPreprocessing.from_dict(pre).validate().max_length
     names = list(getattr(tokenizer, "model_input_names", ["input_ids", "attention_mask"]))
     input_names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in names else [])
     pools = hasattr(extractor, "extract")  # an IExtractor pools itself; a bare encoder returns token states
@@ -199,9 +200,6 @@ def _prepare_text(
 
     parity_texts = (SAMPLE_TEXTS[:7] + SAMPLE_TEXTS[-2:]) if sample_texts is None else texts[:9]
     check_feeds = [feeds(texts[i:i + 64]) for i in range(0, len(texts), 64)]
-    pad_id = getattr(tokenizer, "pad_token_id", None)
-    pre = {k: v for k, v in preprocessing.items() if k not in ("tokenizer", "modality")}
-    pre.update({"tokenizer": TOKENIZER_DIR, "max_length": max_length, "pad_token_id": pad_id})
     return graph, input_names, parity_texts, feeds(parity_texts), check_feeds, pre
 
 
@@ -215,6 +213,7 @@ def _prepare_image(
 
     pre = {k: v for k, v in preprocessing.items() if k != "modality"}
     pre["image_size"] = [int(s) for s in pre["image_size"]]
+    ImagePreprocessing.from_dict(pre).validate()  # the manifest's rules, checked before the export's work
     graph = ImageEmbeddingGraph(extractor, normalise=normalise).eval()
     pil_images = [decode_image(im) for im in (images or builtin_sample_images())]
     pixels = np.stack([preprocess_image(im, pre) for im in pil_images]).astype(np.float32)
@@ -373,17 +372,7 @@ def export_timm(
     if weights is not None and str(weights).lower() != "none":
         load_checkpoint_into(model, Path(weights))
         source["weights"] = str(Path(weights).resolve())
-    config = resolve_data_config({}, model=model)
-    _, height, width = config["input_size"]
-    crop_pct = float(config.get("crop_pct") or 1.0)
-    interpolation = config.get("interpolation") or "bilinear"
-    preprocessing = {
-        "image_size": [int(height), int(width)],
-        "resize": int(math.floor(min(height, width) / crop_pct)),
-        "interpolation": interpolation,
-        "mean": [float(v) for v in config["mean"]],
-        "std": [float(v) for v in config["std"]],
-    }
+    preprocessing = ImagePreprocessing.from_timm_config(resolve_data_config({}, model=model)).to_dict()
     return export_extractor(
         model, out_dir, name=name or arch.replace("/", "_"), version=version, modality="image",
         preprocessing=preprocessing, source=source, quantize=quantize, fp16=fp16, **kwargs,

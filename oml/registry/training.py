@@ -16,7 +16,6 @@ Extractor configs (``{"name": ..., "args": {...}}``):
 
 import importlib
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -30,7 +29,8 @@ from oml.interfaces.models import IExtractor
 from oml.models import ConvNetExtractor, HFWrapper, ResnetExtractor, ViTExtractor
 from oml.models.checkpoints import read_checkpoint
 from oml.models.pooling import l2_normalise
-from oml.models.zoo import IMAGE_INTERPOLATIONS, image_preprocessing
+from oml.models.zoo import image_preprocessing
+from oml.preprocessing import ImagePreprocessing
 from oml.registry.cfg import TCfg, TProblems, cfg_to_dict, check_cfg, lookup
 from oml.transforms.images.torchvision import get_augs_affine_torch, get_augs_hypvit, get_augs_torch
 from oml.const import TPath
@@ -211,20 +211,7 @@ def timm_preprocessing(model: nn.Module) -> Dict[str, Any]:
     """The manifest preprocessing of a timm model's pretrained config (as `oml.export.export_timm` writes it)."""
     from timm.data import resolve_data_config
 
-    config = resolve_data_config({}, model=model)
-    _, height, width = config["input_size"]
-    crop_pct = float(config.get("crop_pct") or 1.0)
-    interpolation = config.get("interpolation") or "bilinear"
-    if interpolation not in IMAGE_INTERPOLATIONS:
-        interpolation = "bicubic"
-    return {
-        "modality": "image",
-        "image_size": [int(height), int(width)],
-        "resize": int(math.floor(min(height, width) / crop_pct)),
-        "interpolation": interpolation,
-        "mean": [float(v) for v in config["mean"]],
-        "std": [float(v) for v in config["std"]],
-    }
+    return ImagePreprocessing.from_timm_config(resolve_data_config({}, model=model)).to_dict()
 
 
 def _jsonable(value: Any) -> Any:
@@ -244,9 +231,7 @@ class ManifestPreprocess:
     """PIL image -> float32 (3, H, W) tensor, exactly as an artifact's preprocessing dict tells the ONNX runtime."""
 
     def __init__(self, preprocessing: Dict[str, Any]):
-        for key in ("image_size", "interpolation", "mean", "std"):
-            if key not in preprocessing:
-                raise ValueError(f"image preprocessing lacks {key!r}: {preprocessing}")
+        ImagePreprocessing.from_dict(preprocessing).validate()  # a manifest's rules: what preprocess_image runs
         self.preprocessing = {k: v for k, v in preprocessing.items() if k != "modality"}
 
     def __call__(self, image: Image.Image) -> torch.Tensor:

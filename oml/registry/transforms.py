@@ -6,36 +6,29 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 from PIL import Image
 from torchvision import transforms as T
 
-from oml.models.zoo import IMAGE_INTERPOLATIONS
+from oml.preprocessing import ImagePreprocessing, torchvision_mode
 from oml.registry.models import get_pretrained_entry
 from oml.utils.images import imread_pil
 
 TImageReader = Callable[[Union[str, Path]], Image.Image]
-
-_PIL_INTERPOLATION = {
-    "bicubic": T.InterpolationMode.BICUBIC,
-    "bilinear": T.InterpolationMode.BILINEAR,
-    "nearest": T.InterpolationMode.NEAREST,
-}
 
 imread_rgb: TImageReader = imread_pil  # the datasets' reader, so training and serving decode images alike
 
 
 def get_image_transform(preprocessing: Dict[str, Any]) -> Callable[[Image.Image], Any]:
     """PIL image -> normalised (3, H, W) float tensor, as an image preprocessing dict describes
-    (resize the shorter side to ``resize``, center-crop to ``image_size``, scale to [0, 1], normalise)."""
-    if preprocessing.get("modality") != "image":
-        raise ValueError(f"Not an image preprocessing dict: {preprocessing}")
-    interpolation = preprocessing["interpolation"]
-    if interpolation not in IMAGE_INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {IMAGE_INTERPOLATIONS}, got {interpolation!r}")
-    height, width = preprocessing["image_size"]
+    (resize the shorter side to ``resize``, center-crop to ``image_size``, scale to [0, 1], normalise).
+
+    The dict must follow the Zoo's rules (`oml.preprocessing.ImagePreprocessing.validate` with ``zoo=True``);
+    `oml.preprocessing.PreprocessingError` (a ValueError) names what breaks them."""
+    config = ImagePreprocessing.from_dict(preprocessing).validate(zoo=True)
+    height, width = config.image_size
     return T.Compose(
         [
-            T.Resize(int(preprocessing["resize"]), interpolation=_PIL_INTERPOLATION[interpolation]),
-            T.CenterCrop((int(height), int(width))),
+            T.Resize(config.resize, interpolation=torchvision_mode(config.interpolation)),
+            T.CenterCrop((height, width)),
             T.ToTensor(),
-            T.Normalize(mean=list(preprocessing["mean"]), std=list(preprocessing["std"])),
+            T.Normalize(mean=list(config.mean), std=list(config.std)),
         ]
     )
 
