@@ -14,9 +14,10 @@ from indexing.errors import (
 from indexing.exact_index import ExactIndex
 from indexing.factory import load_index, make_index
 from indexing.faiss_index import FaissIndex
-from indexing.gallery import Gallery, delete_gallery, list_galleries
-from indexing.interfaces import IIndex
+from indexing.gallery import Gallery
+from indexing.interfaces import IIndex, IItemStore
 from indexing.items import Hit, Item, StoredItem
+from indexing.layout import delete_gallery, list_galleries
 
 
 def bulk_index(*args, **kwargs):  # noqa: D103 - documented in indexing.bulk
@@ -27,6 +28,7 @@ def bulk_index(*args, **kwargs):  # noqa: D103 - documented in indexing.bulk
 
 __all__ = [
     "IIndex",
+    "IItemStore",
     "ExactIndex",
     "FaissIndex",
     "make_index",

@@ -10,11 +10,9 @@ import itertools
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
-import numpy as np
-from torch.utils.data import DataLoader, Dataset
-
+from indexing.embedding import embed_items
 from indexing.errors import GalleryError, GalleryNotFoundError
 from indexing.gallery import Gallery
 from indexing.items import Item
@@ -23,7 +21,6 @@ from oml.const import TPath
 
 LOGGER = logging.getLogger(__name__)
 _KEEP_FAILURES = 20
-
 
 
 @dataclass
@@ -50,27 +47,6 @@ class BulkReport:
         return asdict(self)
 
 
-class _ImageDecoding(Dataset):
-    """Decodes and preprocesses one image per item (in a worker process); failures come back as text."""
-
-    def __init__(self, items: Sequence[Item], extractor: Any):
-        self.items = items
-        self.extractor = extractor
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, position: int) -> Tuple[int, Optional[np.ndarray], Optional[str]]:
-        try:
-            return position, self.extractor.preprocess_images([self.items[position].path])[0], None
-        except Exception as error:  # an unreadable image must never stop the job
-            return position, None, f"{type(error).__name__}: {error}"
-
-
-def _as_list(batch: List[Any]) -> List[Any]:
-    return batch
-
-
 def _chunks(items: Iterable[Item], size: int) -> Iterator[List[Item]]:
     iterator = iter(items)
     while True:
@@ -78,38 +54,6 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[List[Item]]:
         if not chunk:
             return
         yield chunk
-
-
-def embed_items(
-    extractor: Any, items: Sequence[Item], batch_size: int = 64, num_workers: int = 2
-) -> Tuple[List[Item], np.ndarray, List[Tuple[str, str]]]:
-    """Embed items by text or image path; returns (embedded items, their embeddings, [(key, reason)] failures)."""
-    failures: List[Tuple[str, str]] = []
-    if extractor.modality == "text":
-        usable = [item for item in items if item.text is not None]
-        failures += [(item.key, "item has no text for a text model") for item in items if item.text is None]
-        vectors = extractor.embed_texts([item.text for item in usable], batch_size=batch_size) if usable else None
-        return usable, _or_empty(vectors, extractor), failures
-    usable = [item for item in items if item.path is not None]
-    failures += [(item.key, "item has no image path for an image model") for item in items if item.path is None]
-    loader = DataLoader(
-        _ImageDecoding(usable, extractor), batch_size=batch_size, num_workers=num_workers, collate_fn=_as_list
-    )
-    embedded_items: List[Item] = []
-    parts: List[np.ndarray] = []
-    for batch in loader:
-        good = [(position, pixels) for position, pixels, _ in batch if pixels is not None]
-        failures += [(usable[position].key, reason) for position, pixels, reason in batch if pixels is None]
-        if good:
-            parts.append(extractor.embed_pixels(np.stack([pixels for _, pixels in good])))
-            embedded_items += [usable[position] for position, _ in good]
-    return embedded_items, _or_empty(np.concatenate(parts) if parts else None, extractor), failures
-
-
-def _or_empty(vectors: Optional[np.ndarray], extractor: Any) -> np.ndarray:
-    if vectors is None:
-        return np.empty((0, extractor.embedding_size), dtype=np.float32)
-    return np.asarray(vectors, dtype=np.float32)
 
 
 def open_or_create_gallery(data_dir: TPath, name: str, extractor: Any, index_spec: Optional[str]) -> Gallery:

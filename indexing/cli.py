@@ -78,7 +78,7 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _galleries(args: argparse.Namespace) -> int:
-    from indexing.gallery import list_galleries
+    from indexing.layout import list_galleries
 
     _print_json(list_galleries(args.data_dir))
     return 0

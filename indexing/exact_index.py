@@ -6,7 +6,8 @@ import numpy as np
 
 from indexing.errors import IndexCorruptError
 from indexing.index_file import read_index_file, write_index_file
-from indexing.interfaces import IIndex, TPath, check_ids, check_k, check_vectors
+from indexing.interfaces import IIndex, check_ids, check_k, check_vectors
+from oml.const import TPath
 
 EXACT_SPEC = "exact"
 

@@ -7,7 +7,8 @@ from indexing.errors import IndexCorruptError
 from indexing.exact_index import EXACT_SPEC, ExactIndex
 from indexing.faiss_index import FaissIndex
 from indexing.index_file import read_index_file
-from indexing.interfaces import IIndex, TPath
+from indexing.interfaces import IIndex
+from oml.const import TPath
 
 
 def make_index(spec: str, dim: int, **options: Any) -> IIndex:

@@ -13,13 +13,13 @@ import logging
 import re
 from typing import Any, Dict, Optional, Tuple
 
-import faiss
 import numpy as np
 
-import oml.utils.faiss_setup  # noqa: F401 - applies FAISS's BLAS threshold once
 from indexing.errors import IndexCorruptError, IndexSpecError
 from indexing.index_file import read_index_file, write_index_file
-from indexing.interfaces import IIndex, TPath, check_ids, check_k, check_vectors
+from indexing.interfaces import IIndex, check_ids, check_k, check_vectors
+from oml.const import TPath
+from oml.utils.faiss_setup import faiss
 
 LOGGER = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from oml.utils.atomic import atomic_writer
 from indexing.errors import IndexCorruptError
-from indexing.interfaces import TPath
+from oml.const import TPath
+from oml.utils.atomic import atomic_writer
 
 MAGIC = b"OMLINDEX"
 FORMAT_VERSION = 1

@@ -1,11 +1,13 @@
-"""`IIndex`: the few verbs every vector index of a gallery offers, whatever engine is behind it."""
+"""The two seams of a gallery: `IIndex` (vectors searched by distance) and `IItemStore` (items, their embeddings and a
+change log), plus the argument checks every index engine shares."""
 
 from abc import ABC, abstractmethod
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-from oml.const import TPath
 
+from indexing.items import Item, StoredItem
+from oml.const import TPath
 
 
 class IIndex(ABC):
@@ -53,11 +55,103 @@ class IIndex(ABC):
         return f"{type(self).__name__}(spec={self.spec!r}, dim={self.dim}, size={len(self)})"
 
 
+class IItemStore(ABC):
+    """A gallery's source of truth: items by unique key, their embeddings per generation, and a change log.
+
+    Every item gets an int id that is never reused. Each added or deleted item id is one entry of the change log;
+    the number of the newest entry is the store's revision. Writes are atomic: all of a call's items or none.
+    A damaged store raises `GalleryCorruptError` naming its file.
+    """
+
+    @abstractmethod
+    def count(self) -> int:
+        """Number of items stored."""
+
+    @abstractmethod
+    def revision(self) -> int:
+        """Number of the newest change-log entry ever written (0 for a fresh store)."""
+
+    @abstractmethod
+    def pruned_through(self) -> int:
+        """Change-log entries up to this revision have been forgotten."""
+
+    @abstractmethod
+    def get(self, key: str) -> Optional[StoredItem]:
+        """The item with this key, or None."""
+
+    @abstractmethod
+    def get_many(self, item_ids: Iterable[int]) -> Dict[int, StoredItem]:
+        """`item_id -> StoredItem` for the ids that exist."""
+
+    @abstractmethod
+    def iter_items(self, batch_size: int = 1000, after_id: int = 0) -> Iterator[List[StoredItem]]:
+        """All items with ids above `after_id`, in id order, in lists of `batch_size`; safe against concurrent writes."""
+
+    @abstractmethod
+    def iter_vectors(
+        self, generation: int, dim: int, batch_size: int = 10000, item_ids: Optional[Sequence[int]] = None
+    ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+        """`(ids, vectors)` batches of the stored embeddings of one generation: all, or those of `item_ids`."""
+
+    @abstractmethod
+    def changes_since(self, revision: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Net effect of the log after `revision`: `(ids added and still present, ids deleted)`, sorted."""
+
+    @abstractmethod
+    def item_ids(self) -> np.ndarray:
+        """Ids of all stored items, ascending, int64."""
+
+    @abstractmethod
+    def ids_with_labels(self, labels: Sequence[Any]) -> Dict[Any, List[int]]:
+        """`label -> ids of the items with that label`, for every given label (empty list when none)."""
+
+    @abstractmethod
+    def ids_missing_generation(self, generation: int) -> List[int]:
+        """Ids of items that have no embedding of this generation."""
+
+    @abstractmethod
+    def hashes_for_keys(self, keys: Sequence[str]) -> Dict[str, str]:
+        """`key -> content_hash` of those of the given keys that are stored."""
+
+    @abstractmethod
+    def upsert(self, items: Sequence[Item], vectors: np.ndarray, generation: int) -> Tuple[List[int], List[int]]:
+        """Insert items, replacing (under a new id) those whose key exists; `(new ids, ids of replaced items)`."""
+
+    @abstractmethod
+    def delete_keys(self, keys: Sequence[str]) -> List[int]:
+        """Delete items by key (unknown keys are ignored); the ids deleted."""
+
+    @abstractmethod
+    def put_embeddings(self, generation: int, item_ids: Sequence[int], vectors: np.ndarray) -> int:
+        """Store embeddings of a generation for those of the items that still exist; how many were stored."""
+
+    @abstractmethod
+    def drop_generation(self, generation: int) -> None:
+        """Forget every embedding of this generation."""
+
+    @abstractmethod
+    def drop_generations_except(self, generation: int) -> None:
+        """Forget every embedding not of this generation."""
+
+    @abstractmethod
+    def prune_changes(self, through_revision: int) -> None:
+        """Forget change-log entries up to `through_revision` (an index file already reflects them)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store; no other verb may be used afterwards."""
+
+
+def as_numpy(array: Any) -> np.ndarray:
+    """`array` as a numpy array; a torch tensor is detached and moved to the CPU first."""
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
 def check_vectors(vectors: Any, dim: int, what: str = "vectors") -> np.ndarray:
     """Return `vectors` as a C-contiguous float32 (n, dim) array or raise ValueError saying what is wrong."""
-    if hasattr(vectors, "detach"):
-        vectors = vectors.detach().cpu().numpy()
-    array = np.asarray(vectors)
+    array = as_numpy(vectors)
     if array.ndim == 1 and array.shape[0] == dim:
         array = array[None, :]
     if array.ndim != 2:
@@ -94,4 +188,4 @@ def check_k(k: Any) -> int:
     return int(k)
 
 
-__all__ = ["IIndex", "TPath", "check_vectors", "check_ids", "check_k"]
+__all__ = ["IIndex", "IItemStore", "as_numpy", "check_vectors", "check_ids", "check_k"]

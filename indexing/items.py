@@ -8,7 +8,8 @@ from typing import Any, Dict, Optional, Union
 TLabel = Union[int, str, None]
 
 
-def _check_label(label: Any) -> TLabel:
+def check_label(label: Any) -> TLabel:
+    """`label` as None, an int or a str (numpy/torch scalars and integral floats are unwrapped); else ValueError."""
     if label is None or isinstance(label, str):
         return label
     if isinstance(label, bool):
@@ -42,7 +43,7 @@ class Item:
     def __post_init__(self) -> None:
         if not isinstance(self.key, str) or not self.key:
             raise ValueError(f"item key must be a non-empty string, got {self.key!r}")
-        self.label = _check_label(self.label)
+        self.label = check_label(self.label)
         if self.path is not None:
             self.path = str(self.path)
         if self.text is not None and not isinstance(self.text, str):
@@ -107,4 +108,4 @@ class Hit:
         }
 
 
-__all__ = ["Item", "StoredItem", "Hit", "TLabel"]
+__all__ = ["Item", "StoredItem", "Hit", "TLabel", "check_label"]

@@ -7,16 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from oml.const import LABELS_COLUMN, PATHS_COLUMN, TEXTS_COLUMN
-
 from indexing.items import Item
-from oml.const import TPath
+from oml.const import LABELS_COLUMN, PATHS_COLUMN, TEXTS_COLUMN, TPath
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 KEY_COLUMN = "key"
 PAYLOAD_COLUMN = "payload"
 _CSV_CHUNK_ROWS = 10000
-
 
 
 @dataclass

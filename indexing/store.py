@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from indexing.errors import GalleryCorruptError
+from indexing.interfaces import IItemStore
 from indexing.items import Item, StoredItem
 
 SCHEMA_VERSION = 1
@@ -83,8 +84,8 @@ def _row_to_item(row: Sequence[Any]) -> StoredItem:
     )
 
 
-class ItemStore:
-    """Thread-safe access to one gallery's `items.sqlite` (one connection guarded by a lock)."""
+class ItemStore(IItemStore):
+    """`IItemStore` on SQLite: thread-safe access to one gallery's `items.sqlite` (one connection guarded by a lock)."""
 
     def __init__(self, path: Union[str, Path], create: bool = False, timeout_s: float = 30.0):
         self.path = Path(path)

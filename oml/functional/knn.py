@@ -19,13 +19,12 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
-import faiss
 import numpy as np
 import torch
 from torch import FloatTensor, LongTensor, Tensor
 from tqdm.auto import tqdm
 
-import oml.utils.faiss_setup  # noqa: F401 - applies FAISS's BLAS threshold once
+from oml.utils.faiss_setup import faiss
 from oml.functional.validation import (
     as_embeddings,
     as_vector,

@@ -1,4 +1,5 @@
-"""The one place that sets FAISS's process-wide tuning; imported (and so applied once) by every module using FAISS.
+"""FAISS, configured: modules that search with FAISS import it from here (`from oml.utils.faiss_setup import faiss`),
+so its process-wide tuning is set in one place, once, before any search.
 
 FAISS's exact search switches from one scan per query to one matrix product (BLAS) when n_queries x dim reaches
 `distance_compute_blas_threshold`. faiss-cpu 1.15 ships 128000 (333 queries at 384-d), so a server's micro-batches
@@ -16,4 +17,4 @@ FAISS_BLAS_THRESHOLD = FAISS_BLAS_MIN_QUERIES * FAISS_BLAS_REFERENCE_DIM
 
 faiss.cvar.distance_compute_blas_threshold = FAISS_BLAS_THRESHOLD
 
-__all__ = ["FAISS_BLAS_MIN_QUERIES", "FAISS_BLAS_THRESHOLD"]
+__all__ = ["faiss", "FAISS_BLAS_MIN_QUERIES", "FAISS_BLAS_THRESHOLD"]
