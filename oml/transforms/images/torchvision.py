@@ -22,6 +22,7 @@ import torchvision.transforms as T
 from PIL import Image
 
 from oml.const import MEAN, STD, TNormParam
+from oml.preprocessing import ZOO_INTERPOLATIONS, torchvision_mode
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -84,11 +85,9 @@ def get_augs_affine_torch(
     for drawings), a random resized crop (``scale``, ``ratio``) to ``im_size``, optional flip and colour jitter, then
     normalisation. The affine map is what few-shot handwriting (Omniglot) learns from best."""
     size = _check_size("im_size", im_size)
-    modes = {"nearest": T.InterpolationMode.NEAREST, "bilinear": T.InterpolationMode.BILINEAR,
-             "bicubic": T.InterpolationMode.BICUBIC}
-    if interpolation not in modes:
-        raise ValueError(f"interpolation must be one of {sorted(modes)}, got {interpolation!r}")
-    mode = modes[interpolation]
+    if interpolation not in ZOO_INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(ZOO_INTERPOLATIONS)}, got {interpolation!r}")
+    mode = torchvision_mode(interpolation)
     steps: List[Any] = [T.Lambda(_to_rgb)]
     if rotation or affine_translate or affine_shear or tuple(affine_scale) != (1.0, 1.0):
         translate = (float(affine_translate), float(affine_translate)) if affine_translate else None
