@@ -8,17 +8,14 @@ from typing import AsyncIterator, Optional
 from fastapi import FastAPI
 
 from server.bootstrap import bootstrap_models
-from server.dependencies import Services
-from server.embedding import QueryEmbedder
-from server.errors import error_body, install_error_handlers, install_library_error_handlers
-from server.galleries import GalleryService
-from server.jobs import JobStore
+from server.error_handlers import install_error_handlers
+from server.errors import error_body
 from server.limits import BodySizeLimitMiddleware
-from server.metrics import RequestMetricsMiddleware, ServerMetrics
-from server.model_registry import ModelRegistry
+from server.metrics import RequestMetricsMiddleware
+from server.model_registry import ExtractorLoader, load_extractor
 from server.openapi import document_manual_bodies
 from server.routes import galleries, health, items, jobs, metrics, models, search
-from server.search_service import Searcher, load_postprocessor
+from server.services import Services, build_services
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -43,44 +40,26 @@ def _start_models(services: Services) -> None:
         services.registry.started.set()
 
 
-def build_services(settings: Settings) -> Services:
-    metrics = ServerMetrics()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    registry = ModelRegistry(settings.models_dir, num_threads=settings.num_threads, metrics=metrics)
-    job_store = JobStore(settings.data_dir)
-    gallery_service = GalleryService(settings, registry, job_store, metrics)
-    registry.bindings = gallery_service
-    embedder = QueryEmbedder(registry, settings, metrics)
-    postprocessor = settings.extra.get("postprocessor") or load_postprocessor(settings.postprocessor,
-                                                                              settings.postprocessor_args)
-    return Services(settings=settings, metrics=metrics, registry=registry, galleries=gallery_service, jobs=job_store,
-                    embedder=embedder, postprocessor=postprocessor,
-                    searcher=Searcher(gallery_service, embedder, settings, postprocessor))
-
-
-def create_app(settings: Optional[Settings] = None) -> FastAPI:
-    """Build the oml-server application; models load in the background (see GET /ready)."""
+def create_app(settings: Optional[Settings] = None, loader: ExtractorLoader = load_extractor) -> FastAPI:
+    """Build the oml-server application; models load in the background (see GET /ready). `loader` turns a model
+    version folder into an extractor (ONNX Runtime unless a test passes a fake)."""
     settings = settings or Settings.from_env()
-    services = build_services(settings)
+    services = build_services(settings, loader=loader)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loader = threading.Thread(target=_start_models, args=(services,), daemon=True, name="models-start")
-        loader.start()
+        starter = threading.Thread(target=_start_models, args=(services,), daemon=True, name="models-start")
+        starter.start()
         try:
             yield
         finally:
-            services.registry.close()
-            services.jobs.close()
-            await services.embedder.close()
-            services.galleries.close()
+            await services.close()
 
     app = FastAPI(title="oml-server", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
                   responses={500: {"description": "server fault", "content": {"application/json": {
                       "example": error_body("internal error: RuntimeError", "internal_error")}}}})
     app.state.services = services
     install_error_handlers(app)
-    install_library_error_handlers(app)
     for module in (health, models, galleries, items, search, jobs, metrics):
         app.include_router(module.router)
     document_manual_bodies(app)
@@ -89,4 +68,4 @@ def create_app(settings: Optional[Settings] = None) -> FastAPI:
     return app
 
 
-__all__ = ["create_app", "build_services"]
+__all__ = ["create_app"]

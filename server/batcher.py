@@ -1,4 +1,5 @@
-"""Micro-batching: concurrent queries for one model version are gathered into one ONNX Runtime call."""
+"""Micro-batching: concurrent requests are gathered into one call of a batch function (an ONNX Runtime call for
+query embedding, one matrix product for an index search)."""
 
 import asyncio
 import logging
@@ -7,13 +8,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence
 
-import numpy as np
-
 from server.metrics import ServerMetrics
 
 logger = logging.getLogger(__name__)
 
-EmbedFn = Callable[[List[Any]], np.ndarray]
+BatchFn = Callable[[List[Any]], Sequence[Any]]
 
 
 @dataclass
@@ -24,20 +23,21 @@ class _Pending:
 
 
 class MicroBatcher:
-    """Gathers queued requests until `max_batch_size` inputs or `max_wait_ms` have passed, then embeds them at once.
+    """Gathers queued requests until `max_batch_size` inputs or `max_wait_ms` have passed, then runs `batch_fn` on
+    all their inputs at once; `batch_fn` returns one output row per input.
 
-    The ONNX call runs in `executor`, off the event loop; each caller gets back only its own rows. While one batch
+    `batch_fn` runs in `executor`, off the event loop; each caller gets back only its own rows. While one batch
     runs, new requests queue up and form the next batch. The `max_wait_ms` wait applies only when the last batch held
-    several requests, so a lone client pays no added latency. With `max_batch_size=1` every request is embedded
-    alone (batching off).
+    several requests, so a lone client pays no added latency. With `max_batch_size=1` every request runs alone
+    (batching off).
     """
 
-    def __init__(self, label: str, embed_fn: EmbedFn, executor: Executor, max_batch_size: int = 32,
+    def __init__(self, label: str, batch_fn: BatchFn, executor: Executor, max_batch_size: int = 32,
                  max_wait_ms: float = 3.0, metrics: Optional[ServerMetrics] = None):
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self.label = label
-        self.embed_fn = embed_fn
+        self.batch_fn = batch_fn
         self.executor = executor
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
@@ -48,12 +48,12 @@ class MicroBatcher:
         self._closed = False
         self._last_batch_requests = 1
 
-    async def embed(self, inputs: Sequence[Any]) -> np.ndarray:
-        """Embed `inputs` (texts or decoded images), sharing the model call with concurrent requests."""
+    async def submit(self, inputs: Sequence[Any]) -> Sequence[Any]:
+        """The output rows of `inputs`, computed in one `batch_fn` call shared with concurrent requests."""
         if self._closed:
             raise RuntimeError(f"batcher {self.label} is closed")
         if not inputs:
-            raise ValueError("nothing to embed")
+            raise ValueError("nothing to embed or search: no inputs")
         self._ensure_worker()
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(list(inputs), future))
@@ -78,7 +78,7 @@ class MicroBatcher:
             pending.append(self._queue.get_nowait())
         for item in pending:
             if not item.future.done():
-                item.future.set_exception(RuntimeError(f"model {self.label} was unloaded"))
+                item.future.set_exception(RuntimeError(f"batcher {self.label} was closed"))
 
     async def _next(self, timeout: Optional[float]) -> Optional[_Pending]:
         if self._carry is not None:
@@ -129,7 +129,7 @@ class MicroBatcher:
                 for item in batch:
                     self.metrics.queue_wait.labels(self.label).observe(started - item.enqueued_at)
             try:
-                embeddings = await loop.run_in_executor(self.executor, self.embed_fn, inputs)
+                outputs = await loop.run_in_executor(self.executor, self.batch_fn, inputs)
             except Exception as error:
                 await self._fail_or_retry_alone(batch, error)
                 continue
@@ -137,7 +137,7 @@ class MicroBatcher:
                 self.metrics.inference_time.labels(self.label).observe(time.perf_counter() - started)
             offset = 0
             for item in batch:
-                rows = embeddings[offset:offset + len(item.inputs)]
+                rows = outputs[offset:offset + len(item.inputs)]
                 offset += len(item.inputs)
                 if not item.future.done():
                     item.future.set_result(rows)
@@ -152,7 +152,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         for item in batch:
             try:
-                rows = await loop.run_in_executor(self.executor, self.embed_fn, item.inputs)
+                rows = await loop.run_in_executor(self.executor, self.batch_fn, item.inputs)
             except Exception as single_error:
                 if not item.future.done():
                     item.future.set_exception(single_error)
@@ -161,4 +161,4 @@ class MicroBatcher:
                     item.future.set_result(rows)
 
 
-__all__ = ["MicroBatcher"]
+__all__ = ["MicroBatcher", "BatchFn"]

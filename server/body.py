@@ -1,25 +1,15 @@
 """Reading request bodies that may be JSON or multipart, with clear 400/415/422 errors."""
 
 import json
-from typing import Any, Dict, List, Tuple, Type, TypeVar
+from typing import Any, List, Tuple, Type, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from server.errors import ApiError, InvalidInputError
+from server.errors import InvalidInputError, MalformedJsonError, UnsupportedMediaTypeError, describe_validation_errors
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class MalformedJsonError(ApiError):
-    status_code = 400
-    code = "malformed_json"
-
-
-class UnsupportedMediaTypeError(ApiError):
-    status_code = 415
-    code = "unsupported_media_type"
 
 
 def content_kind(request: Request) -> str:
@@ -33,14 +23,6 @@ def content_kind(request: Request) -> str:
         f"content type {content_type or '(none)'!r} is not accepted; send application/json or multipart/form-data")
 
 
-def describe_validation(error: ValidationError, prefix: str = "") -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        location = ".".join(str(p) for p in item.get("loc", ())) or "body"
-        parts.append(f"{prefix}{location}: {item.get('msg', 'invalid')}")
-    return "; ".join(parts)
-
-
 def parse_json_model(raw: bytes, model: Type[ModelT], what: str = "body") -> ModelT:
     """Parse `raw` as JSON into `model`: 400 if it is not JSON, 422 naming the field if it does not fit."""
     try:
@@ -50,7 +32,7 @@ def parse_json_model(raw: bytes, model: Type[ModelT], what: str = "body") -> Mod
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise InvalidInputError(describe_validation(error, f"{what}: " if what != "body" else ""),
+        raise InvalidInputError(describe_validation_errors(error.errors(), f"{what}: " if what != "body" else ""),
                                 code="invalid_request") from None
 
 
@@ -66,7 +48,8 @@ def parse_json_list(raw: str, model: Type[ModelT], what: str) -> List[ModelT]:
         try:
             result.append(model.model_validate(entry))
         except ValidationError as error:
-            raise InvalidInputError(describe_validation(error, f"{what}[{i}]."), code="invalid_request") from None
+            raise InvalidInputError(describe_validation_errors(error.errors(), f"{what}[{i}]."),
+                                    code="invalid_request") from None
     return result
 
 
@@ -92,9 +75,4 @@ def form_text(form: FormData, field: str) -> Any:
     return value
 
 
-def multipart_schema(properties: Dict[str, Any], required: List[str]) -> Dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required}
-
-
-__all__ = ["content_kind", "parse_json_model", "parse_json_list", "read_form", "form_files", "form_text",
-           "MalformedJsonError", "UnsupportedMediaTypeError", "multipart_schema", "describe_validation"]
+__all__ = ["content_kind", "parse_json_model", "parse_json_list", "read_form", "form_files", "form_text"]

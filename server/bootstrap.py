@@ -4,18 +4,18 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from oml.artifact import list_models
+from oml.export import export_pretrained
+
 logger = logging.getLogger(__name__)
 
 
 def bootstrap_models(models_dir: Path, model_name: Optional[str]) -> None:
-    """With an empty models folder, export the bundled `model_name` as version 1 so the server can answer at once."""
+    """With no model version in the models folder, export the bundled `model_name` as version 1 so the server can
+    answer at once."""
     models_dir.mkdir(parents=True, exist_ok=True)
-    has_versions = any(p.is_dir() and any((v / "manifest.json").exists() for v in p.iterdir() if v.is_dir())
-                       for p in models_dir.iterdir() if p.is_dir())
-    if has_versions or not model_name:
+    if list_models(models_dir) or not model_name:
         return
-    from oml.export import export_pretrained
-
     logger.info("models folder %s is empty: exporting the bundled %s as version 1 (takes ~30 s)",
                 models_dir, model_name)
     path = export_pretrained(model_name, models_dir, version=1)

@@ -1,13 +1,17 @@
-"""FastAPI dependencies: the app's services, the settings and the API-key checks."""
+"""FastAPI dependencies as `Annotated` aliases: the app's services, its settings and the API-key checks."""
 
 import hmac
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Annotated, Optional
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from server.errors import ForbiddenError, UnauthorizedError, UnavailableError
+from server.errors import ForbiddenError, UnauthorizedError
+from server.galleries import GalleryService
+from server.jobs import JobStore
+from server.model_registry import ModelRegistry
+from server.search_service import Searcher
+from server.services import Services
 from server.settings import Settings
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
@@ -15,29 +19,40 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
 bearer_header = HTTPBearer(auto_error=False, description="the API key as a bearer token (alternative to X-API-Key)")
 
 
-@dataclass
-class Services:
-    """Everything a route needs, built once per app in `create_app`."""
-
-    settings: Settings
-    metrics: Any
-    registry: Any
-    galleries: Any
-    jobs: Any
-    embedder: Any
-    postprocessor: Optional[Any] = None
-    searcher: Any = None
-
-
 def get_services(request: Request) -> Services:
-    services = getattr(request.app.state, "services", None)
-    if services is None:
-        raise UnavailableError("the server is starting; try again in a moment")
-    return services
+    return request.app.state.services
 
 
-def get_settings(services: Services = Depends(get_services)) -> Settings:
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_settings(services: ServicesDep) -> Settings:
     return services.settings
+
+
+def get_galleries(services: ServicesDep) -> GalleryService:
+    return services.galleries
+
+
+def get_searcher(services: ServicesDep) -> Searcher:
+    return services.searcher
+
+
+def get_registry(services: ServicesDep) -> ModelRegistry:
+    return services.registry
+
+
+def get_jobs(services: ServicesDep) -> JobStore:
+    return services.jobs
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+GalleriesDep = Annotated[GalleryService, Depends(get_galleries)]
+SearcherDep = Annotated[Searcher, Depends(get_searcher)]
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+JobsDep = Annotated[JobStore, Depends(get_jobs)]
+HeaderKeyDep = Annotated[Optional[str], Depends(api_key_header)]
+BearerKeyDep = Annotated[Optional[HTTPAuthorizationCredentials], Depends(bearer_header)]
 
 
 def _check_key(settings: Settings, header_key: Optional[str], bearer: Optional[HTTPAuthorizationCredentials]) -> None:
@@ -50,17 +65,16 @@ def _check_key(settings: Settings, header_key: Optional[str], bearer: Optional[H
         raise ForbiddenError("the API key is wrong")
 
 
-def require_api_key(settings: Settings = Depends(get_settings), header_key: Optional[str] = Depends(api_key_header),
-                    bearer: Optional[HTTPAuthorizationCredentials] = Depends(bearer_header)) -> None:
+def require_api_key(settings: SettingsDep, header_key: HeaderKeyDep, bearer: BearerKeyDep) -> None:
     """Writes need the API key whenever one is configured: 401 without it, 403 with a wrong one."""
     _check_key(settings, header_key, bearer)
 
 
-def require_search_key(settings: Settings = Depends(get_settings), header_key: Optional[str] = Depends(api_key_header),
-                       bearer: Optional[HTTPAuthorizationCredentials] = Depends(bearer_header)) -> None:
+def require_search_key(settings: SettingsDep, header_key: HeaderKeyDep, bearer: BearerKeyDep) -> None:
     """Search stays open unless `protect_search` is set."""
     if settings.protect_search:
         _check_key(settings, header_key, bearer)
 
 
-__all__ = ["Services", "get_services", "get_settings", "require_api_key", "require_search_key"]
+__all__ = ["ServicesDep", "SettingsDep", "GalleriesDep", "SearcherDep", "RegistryDep", "JobsDep", "get_services",
+           "get_settings", "require_api_key", "require_search_key"]

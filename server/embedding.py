@@ -1,4 +1,4 @@
-"""Query embedding through one micro-batcher per model version, plus direct embedding for indexing writes."""
+"""Query embedding through one micro-batcher per model version."""
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +24,7 @@ class QueryEmbedder:
         self._batchers: Dict[Tuple[str, int], MicroBatcher] = {}
 
     def _embed_now(self, name: str, version: int, inputs: List[Any]) -> np.ndarray:
-        return self.registry.get_extractor(name, version).embed(inputs)
+        return self.registry.bound_extractor(name, version).embed(inputs)
 
     def batcher(self, name: str, version: int) -> MicroBatcher:
         key = (name, version)
@@ -37,7 +37,7 @@ class QueryEmbedder:
 
     async def embed(self, name: str, version: int, inputs: Sequence[Any]) -> np.ndarray:
         """Embed texts or decoded images with name/version, batched with other concurrent queries."""
-        return await self.batcher(name, version).embed(inputs)
+        return await self.batcher(name, version).submit(inputs)
 
     async def close(self) -> None:
         await asyncio.gather(*(batcher.close() for batcher in self._batchers.values()))

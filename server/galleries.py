@@ -1,22 +1,37 @@
-"""Gallery service: the server's open galleries, item writes, searches and re-embedding on a model swap."""
+"""Gallery service: the server's open galleries, item writes, searches and re-embedding on a model swap.
+
+It raises `indexing` errors and its own (`GalleryBusy`, `ItemNotFound`), never HTTP ones; `server.error_table` says
+what each means to a client.
+"""
 
 import logging
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from server.errors import ApiError, ConflictError, InvalidInputError, NotFoundError
+from indexing import (Gallery, GalleryExistsError, GalleryNotFoundError, Hit, IndexingError, IndexSpecError,
+                      InvalidGalleryNameError, Item, ModelMismatchError, delete_gallery, list_galleries)
 from server.jobs import JobStore
 from server.metrics import ServerMetrics
-from server.model_registry import ModelNotFound, ModelRegistry
+from server.model_registry import Extractor, ModelRegistry
+from server.schemas import GalleryInfo, ItemOut
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 WRITE_RETRIES = 3
+
+
+class GalleryBusy(RuntimeError):
+    """A gallery kept switching model versions while a request ran; a retry a moment later succeeds."""
+
+
+class ItemNotFound(LookupError):
+    """A gallery has no item with that key."""
 
 
 @dataclass(frozen=True)
@@ -28,8 +43,17 @@ class Binding:
     modality: str
 
 
+@contextmanager
+def _named_as_unknown(name: str) -> Iterator[None]:
+    """Report a missing (or impossible) gallery by its name alone, without the server's folders."""
+    try:
+        yield
+    except (GalleryNotFoundError, InvalidGalleryNameError):
+        raise GalleryNotFoundError(f"unknown gallery {name!r}") from None
+
+
 class GalleryService:
-    """Keeps one open `indexing.Gallery` per name; maps indexing errors to API errors."""
+    """Keeps one open `indexing.Gallery` per name and embeds items with the version each gallery is bound to."""
 
     def __init__(self, settings: Settings, registry: ModelRegistry, jobs: JobStore, metrics: ServerMetrics):
         self.data_dir = Path(settings.data_dir)
@@ -37,38 +61,28 @@ class GalleryService:
         self.registry = registry
         self.jobs = jobs
         self.metrics = metrics
-        self._open: Dict[str, Any] = {}
+        self._open: Dict[str, Gallery] = {}
         self._lock = threading.RLock()
 
     # ----- opening -----
 
-    def gallery(self, name: str) -> Any:
-        """The open gallery `name` (404 if there is none)."""
-        from indexing import GalleryNotFoundError, InvalidGalleryNameError
-        from indexing import Gallery
-
+    def gallery(self, name: str) -> Gallery:
+        """The open gallery `name` (`GalleryNotFoundError` if there is none)."""
         with self._lock:
             gallery = self._open.get(name)
-            if gallery is not None:
-                return gallery
-            try:
-                gallery = Gallery.open(self.data_dir, name)
-            except (GalleryNotFoundError, InvalidGalleryNameError):
-                raise NotFoundError(f"unknown gallery {name!r}") from None
-            self._open[name] = gallery
+            if gallery is None:
+                with _named_as_unknown(name):
+                    gallery = Gallery.open(self.data_dir, name)
+                self._open[name] = gallery
             return gallery
 
     def cached_binding(self, name: str) -> Optional[Binding]:
         """The binding of an already open gallery without touching files, else None."""
         gallery = self._open.get(name)
-        if gallery is None:
-            return None
-        manifest = gallery.manifest
-        return Binding(manifest.model_name, int(manifest.model_version), manifest.modality)
+        return _binding_of(gallery) if gallery is not None else None
 
     def binding(self, name: str) -> Binding:
-        manifest = self.gallery(name).manifest
-        return Binding(manifest.model_name, int(manifest.model_version), manifest.modality)
+        return _binding_of(self.gallery(name))
 
     def close(self) -> None:
         with self._lock:
@@ -81,62 +95,50 @@ class GalleryService:
 
     # ----- galleries -----
 
-    def create(self, name: str, model: str, index: str) -> Dict[str, Any]:
-        from indexing import Gallery, GalleryExistsError, IndexSpecError, InvalidGalleryNameError
-
-        try:
-            version = self.registry.active_version(model)
-            extractor = self.registry.get_extractor(model, version)
-        except ModelNotFound as error:
-            raise NotFoundError(str(error)) from None
+    def create(self, name: str, model: str, index: str) -> GalleryInfo:
+        """A new empty gallery bound to the active version of `model`."""
+        version = self.registry.active_version(model)
+        extractor = self.registry.get_extractor(model, version)
         with self._lock:
             try:
                 gallery = Gallery.create(self.data_dir, name, extractor.manifest, index_spec=index)
             except GalleryExistsError:
-                raise ConflictError(f"gallery {name!r} already exists", code="gallery_exists") from None
-            except (IndexSpecError, InvalidGalleryNameError) as error:
-                raise InvalidInputError(str(error), code="invalid_index" if isinstance(error, IndexSpecError)
-                                        else "invalid_name") from None
-            except ValueError as error:
-                raise InvalidInputError(f"cannot create gallery {name!r}: {error}", code="invalid_index") from None
+                raise GalleryExistsError(f"gallery {name!r} already exists") from None
+            except IndexingError:
+                raise
+            except ValueError as error:  # e.g. FAISS refusing a spec for this embedding size
+                raise IndexSpecError(f"cannot create gallery {name!r} with index {index!r}: {error}") from None
             self._open[name] = gallery
         logger.info("gallery %s created on %s v%s, index %s", name, model, version, index)
         return self._info(gallery)
 
-    def _info(self, gallery: Any) -> Dict[str, Any]:
+    def _info(self, gallery: Gallery) -> GalleryInfo:
         info = gallery.info()
         self.metrics.gallery_size.labels(info["name"]).set(info["count"])
-        return {key: info[key] for key in ("name", "model", "model_version", "modality", "embedding_size", "index",
-                                           "count")}
+        return GalleryInfo(**{field: info[field] for field in GalleryInfo.model_fields})
 
-    def info(self, name: str) -> Dict[str, Any]:
+    def info(self, name: str) -> GalleryInfo:
         return self._info(self.gallery(name))
 
-    def list(self) -> List[Dict[str, Any]]:
-        from indexing import list_galleries
-
-        result = []
+    def list(self) -> List[GalleryInfo]:
+        infos = []
         for entry in list_galleries(self.data_dir):
             if "error" in entry:
                 logger.error("gallery %s is unreadable: %s", entry["name"], entry["error"])
                 continue
             try:
-                result.append(self.info(entry["name"]))
-            except NotFoundError:
+                infos.append(self.info(entry["name"]))
+            except GalleryNotFoundError:
                 continue  # deleted meanwhile
-        return result
+        return infos
 
     def delete(self, name: str) -> None:
-        from indexing import GalleryNotFoundError, InvalidGalleryNameError, delete_gallery
-
         with self._lock:
             gallery = self._open.pop(name, None)
             if gallery is not None:
                 gallery.close()
-            try:
+            with _named_as_unknown(name):
                 delete_gallery(self.data_dir, name)
-            except (GalleryNotFoundError, InvalidGalleryNameError):
-                raise NotFoundError(f"unknown gallery {name!r}") from None
         try:
             self.metrics.gallery_size.remove(name)
         except KeyError:
@@ -158,27 +160,23 @@ class GalleryService:
         """Keep a copy of an uploaded image inside the gallery folder, for re-embedding after a model swap."""
         return self.gallery(name).store_file(key, data, suffix)
 
-    def add_items(self, name: str, items: Sequence[Any], inputs: Optional[Sequence[Any]] = None) -> int:
+    def add_items(self, name: str, items: Sequence[Item], inputs: Optional[Sequence[Any]] = None) -> int:
         """Embed and store `items` in one transaction; returns the gallery size. `inputs` default to texts/paths."""
-        from indexing import GalleryError, ModelMismatchError
-
         gallery = self.gallery(name)
         if inputs is None:
             inputs = [item.text if item.text is not None else item.path for item in items]
-        for attempt in range(WRITE_RETRIES):
+        for _ in range(WRITE_RETRIES):
             binding = self.binding(name)
-            extractor = self.registry.get_extractor(binding.model, binding.version)
+            extractor = self.registry.bound_extractor(binding.model, binding.version)
             embeddings = np.asarray(extractor.embed(list(inputs)), dtype=np.float32)
             try:
                 gallery.upsert(list(items), embeddings, model=extractor.manifest)
                 return len(gallery)
             except ModelMismatchError:
                 logger.info("gallery %s switched model while items were embedded; embedding again", name)
-            except GalleryError as error:
-                raise ConflictError(f"gallery {name!r}: {error}", code="gallery_unavailable") from None
-        raise ConflictError(f"gallery {name!r} kept switching model versions; retry", code="gallery_busy")
+        raise GalleryBusy(f"gallery {name!r} kept switching model versions; retry")
 
-    def start_items_job(self, name: str, items: Sequence[Any]) -> str:
+    def start_items_job(self, name: str, items: Sequence[Item]) -> str:
         """Index `items` in the background in chunks; each chunk is stored before the job's progress counts it."""
         items = list(items)
         chunk = self.settings.job_chunk_size
@@ -186,10 +184,7 @@ class GalleryService:
         def work(progress: Callable[[int], None]) -> None:
             done = 0
             for start in range(0, len(items), chunk):
-                try:
-                    self.add_items(name, items[start:start + chunk])
-                except ApiError as error:
-                    raise RuntimeError(error.detail) from None
+                self.add_items(name, items[start:start + chunk])
                 done += len(items[start:start + chunk])
                 progress(done)
             logger.info("gallery %s: job indexed %d items", name, done)
@@ -198,20 +193,20 @@ class GalleryService:
         logger.info("gallery %s: job %s started for %d items", name, job_id, len(items))
         return job_id
 
-    def get_item(self, name: str, key: str) -> Dict[str, Any]:
+    def get_item(self, name: str, key: str) -> ItemOut:
         item = self.gallery(name).get(key)
         if item is None:
-            raise NotFoundError(f"gallery {name!r} has no item with key {key!r}")
-        return {"key": item.key, "label": item.label, "text": item.text, "has_file": item.path is not None,
-                "payload": item.payload}
+            raise ItemNotFound(f"gallery {name!r} has no item with key {key!r}")
+        return ItemOut(key=item.key, label=item.label, text=item.text, has_file=item.path is not None,
+                       payload=item.payload)
 
     def delete_item(self, name: str, key: str) -> None:
         if not self.gallery(name).delete(key):
-            raise NotFoundError(f"gallery {name!r} has no item with key {key!r}")
+            raise ItemNotFound(f"gallery {name!r} has no item with key {key!r}")
 
     # ----- search -----
 
-    def search(self, name: str, embeddings: np.ndarray, k: int, version: int) -> Optional[List[List[Any]]]:
+    def search(self, name: str, embeddings: np.ndarray, k: int, version: int) -> Optional[List[List[Hit]]]:
         """Hits per query, or None when the gallery no longer holds embeddings of `version` (caller re-embeds)."""
         gallery = self.gallery(name)
         if int(gallery.manifest.model_version) != version:
@@ -224,8 +219,6 @@ class GalleryService:
     # ----- model hot-swap (GalleryBindings) -----
 
     def bound_galleries(self, model_name: str) -> List[Tuple[str, int]]:
-        from indexing import list_galleries
-
         result = []
         for entry in list_galleries(self.data_dir):
             if entry.get("model") != model_name:
@@ -236,7 +229,7 @@ class GalleryService:
             result.append((entry["name"], int(version)))
         return result
 
-    def reembed_gallery(self, gallery_name: str, extractor: Any) -> None:
+    def reembed_gallery(self, gallery_name: str, extractor: Extractor) -> None:
         def stop_if_shutting_down(done: int) -> None:
             if self.registry.stopping:
                 raise RuntimeError(f"server shut down while re-embedding gallery {gallery_name!r} ({done} items done)")
@@ -245,4 +238,9 @@ class GalleryService:
                                            on_batch=stop_if_shutting_down)
 
 
-__all__ = ["GalleryService", "Binding"]
+def _binding_of(gallery: Gallery) -> Binding:
+    manifest = gallery.manifest
+    return Binding(manifest.model_name, int(manifest.model_version), manifest.modality)
+
+
+__all__ = ["GalleryService", "Binding", "GalleryBusy", "ItemNotFound"]

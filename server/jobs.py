@@ -12,12 +12,13 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, List
+
+from server.schemas import JobInfo
 
 logger = logging.getLogger(__name__)
 
 JOBS_FILE = "jobs.sqlite3"
-FINAL_STATES = ("done", "failed", "interrupted")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -87,6 +88,7 @@ class JobStore:
     def _run(self, job_id: str, work: Callable[[ProgressFn], None]) -> None:
         self._update(job_id, state="running")
         started = time.perf_counter()
+
         def progress(done: int) -> None:
             self._update(job_id, done=done)
             if self.stopping.is_set():
@@ -106,7 +108,7 @@ class JobStore:
         self._update(job_id, state="done")
         logger.info("job %s done in %.1f s", job_id, time.perf_counter() - started)
 
-    def get(self, job_id: str) -> Dict[str, Any]:
+    def get(self, job_id: str) -> JobInfo:
         with closing(self._connect()) as db:
             db.row_factory = sqlite3.Row
             row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
@@ -114,7 +116,7 @@ class JobStore:
             raise JobNotFound(f"unknown job {job_id!r}")
         return _record(row)
 
-    def list(self, limit: int = 100) -> List[Dict[str, Any]]:
+    def list(self, limit: int = 100) -> List[JobInfo]:
         with closing(self._connect()) as db:
             db.row_factory = sqlite3.Row
             rows = db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
@@ -126,10 +128,9 @@ class JobStore:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _record(row: sqlite3.Row) -> Dict[str, Any]:
-    record = dict(row)
-    record["progress"] = record["done"] / record["total"] if record["total"] else 1.0
-    return record
+def _record(row: sqlite3.Row) -> JobInfo:
+    progress = row["done"] / row["total"] if row["total"] else 1.0
+    return JobInfo(**dict(row), progress=progress)
 
 
-__all__ = ["JobStore", "JobNotFound", "ServerStopping", "JOBS_FILE", "FINAL_STATES"]
+__all__ = ["JobStore", "JobNotFound", "ServerStopping", "JOBS_FILE"]

@@ -1,27 +1,30 @@
 """Model registry: finds model versions on disk, loads and checks them, hot-swaps the active version.
 
-Layout: `models/<name>/<version>/` (an artifact folder with `manifest.json`), and `models/<name>/ACTIVE` holding
-the active version number, written atomically so the choice survives restarts.
+Layout: `models/<name>/<version>/` (an artifact folder, see `oml.artifact`), and `models/<name>/ACTIVE` holding
+the active version number, written atomically so the choice survives restarts. A version folder whose manifest
+cannot be read is listed as failed, with the reason.
 """
 
 import logging
-import re
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, Tuple
 
 import numpy as np
+from PIL import Image
 
+from oml.artifact import ModelManifest, artifact_dir_for, list_models, list_versions
+from oml.inference import OnnxExtractor
 from oml.utils.atomic import atomic_write_text
 from server.metrics import ServerMetrics
+from server.schemas import ModelInfo, ModelVersionInfo
 
 logger = logging.getLogger(__name__)
 
 ACTIVE_FILE = "ACTIVE"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROBE_TEXT = "a probe sentence to check that the model answers"
 
 
@@ -30,7 +33,27 @@ class ModelNotFound(LookupError):
 
 
 class ModelUnavailable(RuntimeError):
-    """A model version exists but cannot serve (it failed its checks)."""
+    """A model version exists but cannot serve (it failed its checks, or a gallery's model is gone)."""
+
+
+class Extractor(Protocol):
+    """What the server uses of a loaded model version; `oml.inference.OnnxExtractor` is the real one."""
+
+    manifest: ModelManifest
+    modality: str
+    embedding_size: int
+
+    def embed(self, inputs: Sequence[Any], batch_size: Optional[int] = None) -> np.ndarray:
+        """Embed texts or images, per the modality."""
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Embed texts."""
+
+    def embed_images(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        """Embed images (PIL images, paths or bytes)."""
+
+
+ExtractorLoader = Callable[[Path, Optional[int]], Extractor]
 
 
 class GalleryBindings(Protocol):
@@ -39,7 +62,7 @@ class GalleryBindings(Protocol):
     def bound_galleries(self, model_name: str) -> List[Tuple[str, int]]:
         """(gallery name, model version) of every gallery holding embeddings of `model_name`."""
 
-    def reembed_gallery(self, gallery_name: str, extractor: Any) -> None:
+    def reembed_gallery(self, gallery_name: str, extractor: Extractor) -> None:
         """Re-embed the gallery's stored items with `extractor` into a shadow index, then swap."""
 
 
@@ -54,9 +77,19 @@ class VersionState:
     modality: Optional[str] = None
     embedding_size: Optional[int] = None
 
-    def as_dict(self) -> Dict[str, Any]:
-        return {"version": self.version, "state": self.state, "error": self.error, "modality": self.modality,
-                "embedding_size": self.embedding_size}
+    def read_manifest(self, name: str) -> "VersionState":
+        """Fill modality and size from the folder's manifest; a bad or foreign manifest marks the version failed."""
+        try:
+            manifest = ModelManifest.load(self.path)
+        except Exception as error:  # any unreadable manifest makes the version unusable, named in its status
+            self.state, self.error = "failed", f"bad manifest: {error}"
+            return self
+        self.state, self.error = "available", None
+        self.modality, self.embedding_size = manifest.modality, int(manifest.embedding_size)
+        if manifest.name != name or int(manifest.version) != self.version:
+            self.state = "failed"
+            self.error = f"manifest says {manifest.name} v{manifest.version} but the folder is {name}/{self.version}"
+        return self
 
 
 @dataclass
@@ -66,20 +99,16 @@ class ModelState:
     active_version: Optional[int] = None
 
 
-def load_extractor(path: Path, num_threads: Optional[int]) -> Any:
+def load_extractor(path: Path, num_threads: Optional[int]) -> Extractor:
     """Load an artifact folder with ONNX Runtime (GPU when available, else CPU)."""
-    from oml.inference import OnnxExtractor
-
     return OnnxExtractor.load(path, device="auto", num_threads=num_threads)
 
 
-def probe_extractor(extractor: Any, expected_size: int) -> None:
+def probe_extractor(extractor: Extractor, expected_size: int) -> None:
     """Embed one probe input and check the output: shape (1, embedding_size), finite values."""
     if extractor.modality == "text":
         output = extractor.embed_texts([PROBE_TEXT])
     else:
-        from PIL import Image
-
         output = extractor.embed_images([Image.new("RGB", (64, 64), (127, 90, 200))])
     output = np.asarray(output)
     if output.ndim != 2 or output.shape[0] != 1:
@@ -110,14 +139,14 @@ class ModelRegistry:
     """
 
     def __init__(self, models_dir: Path, num_threads: Optional[int] = None, metrics: Optional[ServerMetrics] = None,
-                 loader: Callable[[Path, Optional[int]], Any] = load_extractor):
+                 loader: ExtractorLoader = load_extractor):
         self.models_dir = Path(models_dir)
         self.num_threads = num_threads
         self.metrics = metrics
         self.loader = loader
         self.bindings: Optional[GalleryBindings] = None
         self._models: Dict[str, ModelState] = {}
-        self._extractors: Dict[Tuple[str, int], Any] = {}
+        self._extractors: Dict[Tuple[str, int], Extractor] = {}
         self._lock = threading.RLock()
         self._load_locks: Dict[Tuple[str, int], threading.Lock] = {}
         self._activations = ThreadPoolExecutor(max_workers=1, thread_name_prefix="activation")
@@ -131,38 +160,16 @@ class ModelRegistry:
     def scan(self) -> List[Tuple[str, int]]:
         """Look at the models folder; returns (name, version) of version folders not seen before."""
         new: List[Tuple[str, int]] = []
-        if not self.models_dir.is_dir():
-            return new
-        for model_dir in sorted(self.models_dir.iterdir()):
-            if not model_dir.is_dir() or not NAME_PATTERN.match(model_dir.name):
-                continue
-            for version_dir in model_dir.iterdir():
-                if not (version_dir.is_dir() and version_dir.name.isdigit() and (version_dir / "manifest.json").exists()):
-                    continue
-                version = int(version_dir.name)
+        for name in list_models(self.models_dir):
+            for version in list_versions(self.models_dir, name):
                 with self._lock:
-                    model = self._models.setdefault(model_dir.name, ModelState(model_dir.name, {}))
+                    model = self._models.setdefault(name, ModelState(name, {}))
                     if version in model.versions:
                         continue
-                    model.versions[version] = self._describe(model_dir.name, version, version_dir)
-                new.append((model_dir.name, version))
+                    path = artifact_dir_for(self.models_dir, name, version)
+                    model.versions[version] = VersionState(version=version, path=path).read_manifest(name)
+                new.append((name, version))
         return new
-
-    def _describe(self, name: str, version: int, path: Path) -> VersionState:
-        from oml.artifact import ModelManifest
-
-        state = VersionState(version=version, path=path)
-        try:
-            manifest = ModelManifest.load(path)
-        except Exception as error:  # any unreadable manifest makes the version unusable, named in its status
-            state.state, state.error = "failed", f"bad manifest: {error}"
-            return state
-        state.modality, state.embedding_size = manifest.modality, int(manifest.embedding_size)
-        if manifest.name != name or int(manifest.version) != version:
-            state.state = "failed"
-            state.error = (f"manifest says {manifest.name} v{manifest.version} but the folder is "
-                           f"{name}/{version}")
-        return state
 
     # ----- start-up and watching -----
 
@@ -270,28 +277,31 @@ class ModelRegistry:
             active = [(m.name, m.active_version) for m in self._models.values() if m.active_version is not None]
             return bool(active) and all(key in self._extractors for key in active)
 
-    def describe(self) -> List[Dict[str, Any]]:
-        """Every model with its versions, states and active version."""
+    def describe(self) -> List[ModelInfo]:
+        """Every model with its versions, states, active version and the version being activated."""
         with self._lock:
-            result = []
-            for name in sorted(self._models):
-                model = self._models[name]
-                active = model.versions.get(model.active_version) if model.active_version is not None else None
-                versions = []
-                for version in sorted(model.versions):
-                    entry = model.versions[version].as_dict()
-                    entry["loaded"] = (name, version) in self._extractors
-                    entry["active"] = version == model.active_version
-                    versions.append(entry)
-                result.append({"name": name, "active_version": model.active_version,
-                               "modality": active.modality if active else None,
-                               "embedding_size": active.embedding_size if active else None,
-                               "versions": versions})
-            return result
+            return [self._model_info(self._models[name]) for name in sorted(self._models)]
+
+    def _model_info(self, model: ModelState) -> ModelInfo:
+        active = model.versions.get(model.active_version) if model.active_version is not None else None
+        versions = [ModelVersionInfo(version=version, state=state.state, error=state.error, modality=state.modality,
+                                     embedding_size=state.embedding_size,
+                                     loaded=(model.name, version) in self._extractors,
+                                     active=version == model.active_version)
+                    for version, state in sorted(model.versions.items())]
+        return ModelInfo(name=model.name, active_version=model.active_version,
+                         modality=active.modality if active else None,
+                         embedding_size=active.embedding_size if active else None,
+                         activating_version=self.activation_in_progress(model.name), versions=versions)
+
+    def active_versions(self) -> Dict[str, Optional[int]]:
+        """Model name -> active version (None while no version is usable)."""
+        with self._lock:
+            return {name: self._models[name].active_version for name in sorted(self._models)}
 
     # ----- loading -----
 
-    def get_extractor(self, name: str, version: int) -> Any:
+    def get_extractor(self, name: str, version: int) -> Extractor:
         """The loaded extractor of name/version, loading (and checking) it first if needed."""
         with self._lock:
             extractor = self._extractors.get((name, version))
@@ -299,7 +309,15 @@ class ModelRegistry:
             return extractor
         return self._load_and_check(name, version)
 
-    def _load_and_check(self, name: str, version: int) -> Any:
+    def bound_extractor(self, name: str, version: int) -> Extractor:
+        """The extractor of a gallery bound to name/version. The gallery exists, so a model or version missing from
+        the models folder means the model cannot serve it, not that the client named a wrong one."""
+        try:
+            return self.get_extractor(name, version)
+        except ModelNotFound as error:
+            raise ModelUnavailable(f"the gallery's model {name} v{version} cannot serve: {error}") from error
+
+    def _load_and_check(self, name: str, version: int) -> Extractor:
         state = self.version_state(name, version)
         with self._lock:
             load_lock = self._load_locks.setdefault((name, version), threading.Lock())
@@ -337,12 +355,22 @@ class ModelRegistry:
 
     # ----- activation -----
 
+    def request_activation(self, name: str, version: int) -> bool:
+        """Activate name/version unless it is active already; True when an activation runs. Scans first, so a
+        version folder added a moment ago counts; an unknown model or version is `ModelNotFound`."""
+        self.scan()
+        self.version_state(name, version)
+        if self.model(name).active_version == version and self.activation_in_progress(name) is None:
+            return False
+        self.activate(name, version)
+        return True
+
     def activate(self, name: str, version: int) -> Future:
         """Start activating name/version in the background: load, probe, re-embed bound galleries, swap."""
         state = self.version_state(name, version)
         with self._lock:
             if state.state == "failed":
-                state.state, state.error = "available", None  # an explicit request retries a failed version
+                state.read_manifest(name)  # an explicit request retries a failed version, its manifest read again
             running = self._activation_futures.get(name)
             if running is not None and not running.done() and getattr(running, "version", None) == version:
                 return running
@@ -380,7 +408,7 @@ class ModelRegistry:
         self._publish_version(name)
         self._release_unused(name)
 
-    def _reembed_bound(self, name: str, version: int, extractor: Any) -> None:
+    def _reembed_bound(self, name: str, version: int, extractor: Extractor) -> None:
         if self.bindings is None:
             return
         for gallery_name, gallery_version in self.bindings.bound_galleries(name):
@@ -408,5 +436,6 @@ class ModelRegistry:
                     logger.info("model %s v%s unloaded: no gallery uses it", name, version)
 
 
-__all__ = ["ModelRegistry", "ModelNotFound", "ModelUnavailable", "GalleryBindings", "VersionState", "ACTIVE_FILE",
-           "read_active_version", "write_active_version", "probe_extractor"]
+__all__ = ["ModelRegistry", "ModelNotFound", "ModelUnavailable", "Extractor", "ExtractorLoader", "GalleryBindings",
+           "VersionState", "ACTIVE_FILE", "read_active_version", "write_active_version", "probe_extractor",
+           "load_extractor"]

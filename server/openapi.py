@@ -1,14 +1,13 @@
 """OpenAPI schema additions for routes that read JSON or multipart bodies themselves."""
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from server.schemas import ItemMeta, ItemsRequest, SearchRequest
 
 
 def document_manual_bodies(app: FastAPI) -> None:
     """Routes that read JSON or multipart themselves name their JSON schemas by $ref; put those in components."""
-    from fastapi.openapi.utils import get_openapi
-
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)

@@ -4,7 +4,8 @@ from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
-NAME_REGEX = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+from oml.utils.names import NAME_REGEX, NAME_RULE
+
 TLabel = Union[StrictInt, StrictStr, None]
 
 
@@ -68,7 +69,7 @@ class ActivateResponse(BaseModel):
 
 
 class GalleryCreate(BaseModel):
-    name: str = Field(pattern=NAME_REGEX, description="letters, digits, '_', '-', '.'; up to 64 characters")
+    name: str = Field(pattern=NAME_REGEX, description=NAME_RULE)
     model: str = Field(pattern=NAME_REGEX, description="model name; the gallery uses its active version")
     index: str = Field("exact", min_length=1, max_length=100,
                        description="'exact' or a FAISS factory string such as 'Flat', 'HNSW32', 'IVF1024,Flat'")
@@ -178,10 +179,13 @@ class SearchRequest(BaseModel):
 
 
 class HitOut(BaseModel):
+    """One neighbour; built straight from the attributes of an `indexing.Hit`."""
+
     key: str
     label: TLabel
     distance: float
     payload: Dict[str, Any]
+    model_config = ConfigDict(from_attributes=True)
 
 
 class SearchResponse(BaseModel):
@@ -195,7 +199,7 @@ class SearchResponse(BaseModel):
 
 
 __all__ = [
-    "NAME_REGEX", "ErrorResponse", "HealthResponse", "ReadyResponse", "ModelVersionInfo", "ModelInfo", "ModelsResponse",
+    "ErrorResponse", "HealthResponse", "ReadyResponse", "ModelVersionInfo", "ModelInfo", "ModelsResponse",
     "ActivateRequest", "ActivateResponse", "GalleryCreate", "GalleryInfo", "GalleriesResponse", "ItemIn",
     "ItemsRequest", "ItemMeta", "ItemsAccepted", "ItemOut", "DeletedResponse", "JobInfo", "SearchRequest", "HitOut",
     "SearchResponse",

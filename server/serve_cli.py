@@ -2,6 +2,10 @@
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_serve)
 
 
-def settings_from_args(args: argparse.Namespace):
-    """Settings from the parsed flags, falling back to the environment."""
+def settings_from_args(args: argparse.Namespace) -> "Settings":
+    """Settings from the parsed flags (each named like its setting), falling back to the environment."""
     from server.settings import Settings
 
-    names = ("data_dir", "models_dir", "host", "port", "api_key", "protect_search", "access_log", "max_batch_size", "max_wait_ms",
-             "max_upload_bytes", "max_text_chars", "max_k", "sync_items_limit", "watch_interval_s", "num_threads",
-             "bootstrap_model", "postprocessor", "postprocessor_args")
-    return Settings.from_env(**{name: getattr(args, name, None) for name in names})
+    return Settings.from_env(**{name: getattr(args, name) for name in Settings.model_fields if hasattr(args, name)})
 
 
 def _serve(args: argparse.Namespace) -> int:

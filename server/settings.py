@@ -1,105 +1,115 @@
-"""Server settings: one dataclass, filled from arguments or `OML_*` environment variables."""
+"""Server settings: a pydantic-settings model; `Settings.from_env` fills it from `OML_*` environment variables."""
 
 import os
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Annotated, Any, Dict, Mapping, Optional, Tuple, Type
+
+from pydantic import BeforeValidator, Field, PlainValidator, ValidationError
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from server.booleans import parse_bool
 
 DEFAULT_MODEL_NAME = "minilm_l6"
+ENV_PREFIX = "OML_"
+IN_PROCESS_ONLY = {"extra"}
 
 
-def _env_bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"not a boolean: {value!r} (use 1/0, true/false, yes/no, on/off)")
+def _blank_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and value.strip() == "" else value
 
 
-@dataclass
-class Settings:
-    """Everything the server can be told; every field has an `OML_<FIELD>` environment variable.
+Flag = Annotated[bool, PlainValidator(parse_bool)]
+AtLeastOne = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+OptionalText = Annotated[Optional[str], BeforeValidator(_blank_is_none)]
+
+
+class InvalidSettings(ValueError):
+    """A setting with a bad value; the message names the `OML_*` variable when the value came from one."""
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told. `Settings(...)` means exactly its arguments; `Settings.from_env()` also
+    reads one `OML_<FIELD>` environment variable per field, parsed by the field's type.
 
     >>> Settings(data_dir="d", models_dir="m").max_batch_size
     32
     """
 
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
+
     data_dir: Path = Path("data")
     models_dir: Path = Path("models")
     host: str = "127.0.0.1"
     port: int = 8000
-    api_key: Optional[str] = None
-    protect_search: bool = False
-    access_log: bool = True
-    max_batch_size: int = 32
-    max_wait_ms: float = 3.0
-    max_upload_bytes: int = 10 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
-    max_text_chars: int = 2000
-    max_texts_per_query: int = 64
-    max_k: int = 100
-    sync_items_limit: int = 64
-    job_chunk_size: int = 64
-    watch_interval_s: float = 2.0
+    api_key: OptionalText = Field(None, description="key required by write endpoints; blank or none: open")
+    protect_search: Flag = False
+    access_log: Flag = True
+    max_batch_size: AtLeastOne = 32
+    max_wait_ms: NonNegativeFloat = 3.0
+    max_upload_bytes: AtLeastOne = 10 * 1024 * 1024
+    max_image_pixels: AtLeastOne = 40_000_000
+    max_text_chars: AtLeastOne = 2000
+    max_texts_per_query: AtLeastOne = 64
+    max_k: AtLeastOne = 100
+    sync_items_limit: NonNegativeInt = 64
+    job_chunk_size: AtLeastOne = 64
+    watch_interval_s: NonNegativeFloat = Field(2.0, description="seconds between scans of the models folder; 0: off")
     num_threads: Optional[int] = None
-    bootstrap_model: Optional[str] = DEFAULT_MODEL_NAME
-    postprocessor: Optional[str] = None
+    bootstrap_model: OptionalText = DEFAULT_MODEL_NAME
+    postprocessor: OptionalText = None
     postprocessor_args: Optional[str] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
+    extra: Dict[str, Any] = Field(default_factory=dict,
+                                  description="in-process objects such as a ready `postprocessor`; never from the "
+                                              "environment")
 
-    def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
-        self.models_dir = Path(self.models_dir)
-        if self.api_key == "":
-            self.api_key = None
-        if self.bootstrap_model == "":
-            self.bootstrap_model = None
-        if self.postprocessor == "":
-            self.postprocessor = None
-        for name in ("max_batch_size", "max_upload_bytes", "max_image_pixels", "max_text_chars", "max_k",
-                     "max_texts_per_query", "job_chunk_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.sync_items_limit < 0:
-            raise ValueError(f"sync_items_limit must be >= 0, got {self.sync_items_limit}")
-        if self.max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
-        if self.watch_interval_s < 0:
-            raise ValueError(f"watch_interval_s must be >= 0 (0 turns the watcher off), got {self.watch_interval_s}")
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: Type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   **other_sources: PydanticBaseSettingsSource) -> Tuple[PydanticBaseSettingsSource]:
+        """Only the arguments: the environment is read by `from_env`, which may be handed a mapping of its own."""
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Settings":
         """Settings from `OML_*` variables (e.g. `OML_MAX_BATCH_SIZE=16`); `overrides` that are not None win."""
-        environ = os.environ if environ is None else environ
-        values: Dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name == "extra":
-                continue
-            raw = environ.get(f"OML_{f.name.upper()}")
-            if raw is not None:
-                values[f.name] = _parse(f.name, raw)
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)
+        chosen = {name: value for name, value in overrides.items() if value is not None}
+        from_environment = {name: value for name, value in
+                            _EnvironmentSource(cls, os.environ if environ is None else environ)().items()
+                            if name not in chosen}
+        try:
+            return cls(**from_environment, **chosen)
+        except ValidationError as error:
+            raise InvalidSettings("; ".join(_explain(detail, from_environment) for detail in error.errors())) from None
 
 
-_INT_FIELDS = {"port", "max_batch_size", "max_upload_bytes", "max_image_pixels", "max_text_chars", "max_k",
-               "max_texts_per_query", "sync_items_limit", "job_chunk_size", "num_threads"}
-_FLOAT_FIELDS = {"max_wait_ms", "watch_interval_s"}
-_BOOL_FIELDS = {"protect_search", "access_log"}
+class _EnvironmentSource(EnvSettingsSource):
+    """pydantic-settings' environment source reading `environ` instead of `os.environ` (its `_load_env_vars` is
+    where the stock source reads `os.environ`)."""
+
+    def __init__(self, settings_cls: Type[BaseSettings], environ: Mapping[str, str]):
+        skipped = {f"{ENV_PREFIX}{name}".lower() for name in IN_PROCESS_ONLY}
+        self._environ = {key.lower(): value for key, value in environ.items() if key.lower() not in skipped}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, Optional[str]]:
+        return self._environ
 
 
-def _parse(name: str, raw: str) -> Any:
-    try:
-        if name in _INT_FIELDS:
-            return int(raw)
-        if name in _FLOAT_FIELDS:
-            return float(raw)
-        if name in _BOOL_FIELDS:
-            return _env_bool(raw)
-    except ValueError as error:
-        raise ValueError(f"environment variable OML_{name.upper()}={raw!r}: {error}") from None
-    return raw
+def _explain(error: ErrorDetails, from_environment: Mapping[str, Any]) -> str:
+    """One line per bad value, naming the environment variable it came from."""
+    field = str(error["loc"][0]) if error["loc"] else "settings"
+    context = error.get("ctx", {})
+    if error["type"] == "greater_than_equal":
+        problem = f"{field} must be >= {context['ge']}, got {error['input']!r}"
+    elif error["type"] == "value_error":
+        problem = f"{field}: {context['error']}"
+    else:
+        problem = f"{field}: {error['msg']}"
+    if field in from_environment:
+        return f"environment variable {ENV_PREFIX}{field.upper()}={from_environment[field]!r}: {problem}"
+    return problem
 
 
-__all__ = ["Settings", "DEFAULT_MODEL_NAME"]
+__all__ = ["Settings", "InvalidSettings", "DEFAULT_MODEL_NAME"]

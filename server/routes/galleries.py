@@ -1,11 +1,11 @@
 """Galleries: create, list, describe, delete."""
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from server.dependencies import Services, get_services, require_api_key
-from server.schemas import (NAME_REGEX, DeletedResponse, ErrorResponse, GalleriesResponse, GalleryCreate,
-                            GalleryInfo)
+from server.dependencies import GalleriesDep, SearcherDep, require_api_key
+from server.routes.params import NameParam
+from server.schemas import DeletedResponse, ErrorResponse, GalleriesResponse, GalleryCreate, GalleryInfo
 
 router = APIRouter(prefix="/galleries", tags=["galleries"])
 
@@ -17,27 +17,25 @@ WRITE_ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
              responses={404: {"model": ErrorResponse, "description": "unknown model"},
                         409: {"model": ErrorResponse, "description": "a gallery of that name exists"},
                         422: {"model": ErrorResponse, "description": "bad name or index spec"}, **WRITE_ERRORS})
-async def create_gallery(body: GalleryCreate, services: Services = Depends(get_services)) -> GalleryInfo:
-    return GalleryInfo(**await run_in_threadpool(services.galleries.create, body.name, body.model, body.index))
+async def create_gallery(body: GalleryCreate, galleries: GalleriesDep) -> GalleryInfo:
+    return await run_in_threadpool(galleries.create, body.name, body.model, body.index)
 
 
 @router.get("", response_model=GalleriesResponse, summary="All galleries")
-async def list_galleries(services: Services = Depends(get_services)) -> GalleriesResponse:
-    infos = await run_in_threadpool(services.galleries.list)
-    return GalleriesResponse(galleries=[GalleryInfo(**info) for info in infos])
+async def list_galleries(galleries: GalleriesDep) -> GalleriesResponse:
+    return GalleriesResponse(galleries=await run_in_threadpool(galleries.list))
 
 
 @router.get("/{name}", response_model=GalleryInfo, summary="One gallery: item count, model version, index",
             responses={404: {"model": ErrorResponse}})
-async def get_gallery(name: str = Path(pattern=NAME_REGEX), services: Services = Depends(get_services)) -> GalleryInfo:
-    return GalleryInfo(**await run_in_threadpool(services.galleries.info, name))
+async def get_gallery(name: NameParam, galleries: GalleriesDep) -> GalleryInfo:
+    return await run_in_threadpool(galleries.info, name)
 
 
 @router.delete("/{name}", response_model=DeletedResponse, dependencies=[Depends(require_api_key)],
                summary="Delete a gallery with its items and index", responses={404: {"model": ErrorResponse},
                                                                               **WRITE_ERRORS})
-async def delete_gallery(name: str = Path(pattern=NAME_REGEX),
-                         services: Services = Depends(get_services)) -> DeletedResponse:
-    await run_in_threadpool(services.galleries.delete, name)
-    services.searcher.forget_gallery(name)
+async def delete_gallery(name: NameParam, galleries: GalleriesDep, searcher: SearcherDep) -> DeletedResponse:
+    await run_in_threadpool(galleries.delete, name)
+    searcher.forget_gallery(name)
     return DeletedResponse(deleted=name)

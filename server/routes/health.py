@@ -1,9 +1,8 @@
 """Liveness and readiness."""
 
-from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Response
 
-from server.dependencies import Services, get_services
+from server.dependencies import RegistryDep
 from server.schemas import HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
@@ -16,8 +15,7 @@ def health() -> HealthResponse:
 
 @router.get("/ready", response_model=ReadyResponse, summary="Readiness: every model's active version is loaded",
             responses={503: {"model": ReadyResponse, "description": "models still loading (or none usable)"}})
-def ready(services: Services = Depends(get_services)) -> JSONResponse:
-    registry = services.registry
-    body = ReadyResponse(ready=registry.is_ready(),
-                         models={m["name"]: m["active_version"] for m in registry.describe()})
-    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+def ready(registry: RegistryDep, response: Response) -> ReadyResponse:
+    body = ReadyResponse(ready=registry.is_ready(), models=registry.active_versions())
+    response.status_code = 200 if body.ready else 503
+    return body

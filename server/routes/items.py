@@ -1,16 +1,19 @@
 """Adding items (JSON texts or multipart images) and deleting them."""
 
-from typing import Any, List
+from typing import Any, List, Tuple
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
+from indexing import Item
 from server.body import content_kind, form_files, form_text, parse_json_list, parse_json_model, read_form
-from server.dependencies import Services, get_services, require_api_key
+from server.dependencies import GalleriesDep, SettingsDep, require_api_key
 from server.errors import InvalidInputError, ModalityMismatchError
+from server.galleries import GalleryService
 from server.inputs import check_text, decode_image
-from server.schemas import NAME_REGEX, DeletedResponse, ErrorResponse, ItemMeta, ItemOut, ItemsAccepted, ItemsRequest
+from server.routes.params import KeyParam, NameParam
+from server.schemas import DeletedResponse, ErrorResponse, ItemMeta, ItemOut, ItemsAccepted, ItemsRequest
+from server.settings import Settings
 
 router = APIRouter(prefix="/galleries/{name}/items", tags=["items"])
 
@@ -32,6 +35,8 @@ ITEMS_BODY = {
     }
 }
 
+ItemsAndInputs = Tuple[List[Item], List[Any]]
+
 
 def _check_unique(keys: List[str]) -> None:
     seen = set()
@@ -41,68 +46,70 @@ def _check_unique(keys: List[str]) -> None:
         seen.add(key)
 
 
+def _text_items(raw: bytes, name: str, modality: str, settings: Settings) -> ItemsAndInputs:
+    body = parse_json_model(raw, ItemsRequest)
+    if modality != "text":
+        raise ModalityMismatchError(f"gallery {name!r} holds images; send multipart/form-data with image files "
+                                    "under 'files' and an optional 'items' JSON part")
+    _check_unique([entry.key for entry in body.items])
+    inputs = [check_text(entry.text, settings.max_text_chars, f"items[{i}].text") for i, entry in enumerate(body.items)]
+    items = [Item(key=entry.key, label=entry.label, text=entry.text, payload=entry.payload) for entry in body.items]
+    return items, inputs
+
+
+async def _image_items(request: Request, name: str, modality: str, settings: Settings,
+                       galleries: GalleryService) -> ItemsAndInputs:
+    form = await read_form(request, settings.max_upload_bytes)
+    if modality != "image":
+        raise ModalityMismatchError(f"gallery {name!r} holds texts; send JSON "
+                                    '{"items": [{"key": ..., "text": ...}]} instead of files')
+    files = await form_files(form, "files")
+    if not files:
+        raise InvalidInputError("no image files under the multipart field 'files'", code="no_files")
+    raw_meta = form_text(form, "items")
+    metas = parse_json_list(raw_meta, ItemMeta, "items") if raw_meta else [ItemMeta(key=n) for n, _ in files]
+    if len(metas) != len(files):
+        raise InvalidInputError(f"'items' has {len(metas)} entries but {len(files)} files were sent",
+                                code="invalid_request")
+    _check_unique([meta.key for meta in metas])
+    decoded = await run_in_threadpool(
+        lambda: [decode_image(data, filename, settings.max_image_pixels) for filename, data in files])
+    paths = await run_in_threadpool(
+        lambda: [galleries.store_image(name, meta.key, image.data, image.suffix)
+                 for meta, image in zip(metas, decoded)])
+    items = [Item(key=meta.key, label=meta.label, path=str(path), payload=meta.payload)
+             for meta, path in zip(metas, paths)]
+    return items, [image.image for image in decoded]
+
+
 @router.post("", response_model=ItemsAccepted, openapi_extra=ITEMS_BODY, dependencies=[Depends(require_api_key)],
              summary="Add or replace items: small batches are indexed before the reply, large ones become a job",
              responses={202: {"model": ItemsAccepted, "description": "a background job was started"},
                         400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 413: {"model": ErrorResponse},
                         415: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
-async def add_items(request: Request, name: str = Path(pattern=NAME_REGEX),
-                    services: Services = Depends(get_services)) -> JSONResponse:
-    from indexing import Item
-
-    settings, galleries = services.settings, services.galleries
+async def add_items(request: Request, name: NameParam, response: Response, settings: SettingsDep,
+                    galleries: GalleriesDep) -> ItemsAccepted:
     kind = content_kind(request)
-    binding = await run_in_threadpool(galleries.binding, name)
-    inputs: List[Any]
+    modality = (await run_in_threadpool(galleries.binding, name)).modality
     if kind == "json":
-        body = parse_json_model(await request.body(), ItemsRequest)
-        if binding.modality != "text":
-            raise ModalityMismatchError(f"gallery {name!r} holds images; send multipart/form-data with image files "
-                                        "under 'files' and an optional 'items' JSON part")
-        _check_unique([entry.key for entry in body.items])
-        inputs = [check_text(entry.text, settings.max_text_chars, f"items[{i}].text")
-                  for i, entry in enumerate(body.items)]
-        items = [Item(key=entry.key, label=entry.label, text=entry.text, payload=entry.payload) for entry in body.items]
+        items, inputs = _text_items(await request.body(), name, modality, settings)
     else:
-        form = await read_form(request, settings.max_upload_bytes)
-        if binding.modality != "image":
-            raise ModalityMismatchError(f"gallery {name!r} holds texts; send JSON "
-                                        '{"items": [{"key": ..., "text": ...}]} instead of files')
-        files = await form_files(form, "files")
-        if not files:
-            raise InvalidInputError("no image files under the multipart field 'files'", code="no_files")
-        raw_meta = form_text(form, "items")
-        metas = parse_json_list(raw_meta, ItemMeta, "items") if raw_meta else [ItemMeta(key=n) for n, _ in files]
-        if len(metas) != len(files):
-            raise InvalidInputError(f"'items' has {len(metas)} entries but {len(files)} files were sent",
-                                    code="invalid_request")
-        _check_unique([meta.key for meta in metas])
-        decoded = await run_in_threadpool(
-            lambda: [decode_image(data, filename, settings.max_image_pixels) for filename, data in files])
-        paths = await run_in_threadpool(
-            lambda: [galleries.store_image(name, meta.key, image.data, image.suffix)
-                     for meta, image in zip(metas, decoded)])
-        items = [Item(key=meta.key, label=meta.label, path=str(path), payload=meta.payload)
-                 for meta, path in zip(metas, paths)]
-        inputs = [image.image for image in decoded]
+        items, inputs = await _image_items(request, name, modality, settings, galleries)
     if len(items) <= settings.sync_items_limit:
         count = await run_in_threadpool(galleries.add_items, name, items, inputs)
-        reply = ItemsAccepted(gallery=name, indexed=len(items), keys=[item.key for item in items], count=count)
-        return JSONResponse(reply.model_dump())
-    job_id = galleries.start_items_job(name, items)
-    return JSONResponse(ItemsAccepted(gallery=name, indexed=0, job_id=job_id).model_dump(), status_code=202)
+        return ItemsAccepted(gallery=name, indexed=len(items), keys=[item.key for item in items], count=count)
+    response.status_code = 202
+    return ItemsAccepted(gallery=name, indexed=0, job_id=galleries.start_items_job(name, items))
 
 
 @router.get("/{key}", response_model=ItemOut, summary="One stored item by key",
             responses={404: {"model": ErrorResponse}})
-async def get_item(key: str = Path(min_length=1, max_length=512), name: str = Path(pattern=NAME_REGEX),
-                   services: Services = Depends(get_services)) -> ItemOut:
-    return ItemOut(**await run_in_threadpool(services.galleries.get_item, name, key))
+async def get_item(key: KeyParam, name: NameParam, galleries: GalleriesDep) -> ItemOut:
+    return await run_in_threadpool(galleries.get_item, name, key)
 
 
 @router.delete("/{key}", response_model=DeletedResponse, dependencies=[Depends(require_api_key)],
                summary="Delete one item by key", responses={404: {"model": ErrorResponse}})
-async def delete_item(key: str = Path(min_length=1, max_length=512), name: str = Path(pattern=NAME_REGEX),
-                      services: Services = Depends(get_services)) -> DeletedResponse:
-    await run_in_threadpool(services.galleries.delete_item, name, key)
+async def delete_item(key: KeyParam, name: NameParam, galleries: GalleriesDep) -> DeletedResponse:
+    await run_in_threadpool(galleries.delete_item, name, key)
     return DeletedResponse(deleted=key)

@@ -33,7 +33,7 @@ class RecordingModel:
 
 def run_concurrently(batcher, requests):
     async def main():
-        results = await asyncio.gather(*(batcher.embed(r) for r in requests), return_exceptions=True)
+        results = await asyncio.gather(*(batcher.submit(r) for r in requests), return_exceptions=True)
         await batcher.close()
         return results
     return asyncio.run(main())
@@ -78,7 +78,7 @@ def test_invalid_arguments():
     async def empty():
         batcher = MicroBatcher("m", RecordingModel(), None)
         with pytest.raises(ValueError, match="nothing to embed"):
-            await batcher.embed([])
+            await batcher.submit([])
     asyncio.run(empty())
 
 

@@ -1,0 +1,69 @@
+"""The one table from error types to what a client is told: HTTP status and a short error code.
+
+Services raise library and domain errors; the HTTP layer raises `server.errors` request errors; one handler
+(`server.error_handlers`) looks every one of them up here. A type not listed falls back to its nearest listed base
+class; an `ApiError` may name a finer code than its row (e.g. `empty_text` for an `InvalidInputError`).
+"""
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Type
+
+from indexing import (GalleryError, GalleryExistsError, GalleryNotFoundError, IndexSpecError, InvalidGalleryNameError,
+                      ModelMismatchError)
+from oml.inference import InvalidInputError as UndecodableInputError
+from server.errors import (ApiError, ForbiddenError, InvalidInputError, MalformedJsonError, ModalityMismatchError,
+                           UnauthorizedError, UnsupportedMediaTypeError)
+from server.galleries import GalleryBusy, ItemNotFound
+from server.jobs import JobNotFound
+from server.model_registry import ModelNotFound, ModelUnavailable
+from server.search_service import KOutOfRange, RerankUnavailable
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    """What the client gets for an error: the HTTP status and the `error` code of the JSON body."""
+
+    status: int
+    code: str
+
+
+ERROR_TABLE: Dict[Type[Exception], ErrorReply] = {
+    # the request itself (server.errors)
+    MalformedJsonError: ErrorReply(400, "malformed_json"),
+    UnauthorizedError: ErrorReply(401, "unauthorized"),
+    ForbiddenError: ErrorReply(403, "forbidden"),
+    UnsupportedMediaTypeError: ErrorReply(415, "unsupported_media_type"),
+    InvalidInputError: ErrorReply(422, "invalid_input"),
+    ModalityMismatchError: ErrorReply(422, "modality_mismatch"),
+    # galleries (indexing)
+    GalleryNotFoundError: ErrorReply(404, "not_found"),
+    InvalidGalleryNameError: ErrorReply(422, "invalid_name"),
+    IndexSpecError: ErrorReply(422, "invalid_index"),
+    GalleryExistsError: ErrorReply(409, "gallery_exists"),
+    ModelMismatchError: ErrorReply(409, "model_mismatch"),
+    GalleryError: ErrorReply(409, "gallery_unavailable"),
+    # the server's services
+    ItemNotFound: ErrorReply(404, "not_found"),
+    JobNotFound: ErrorReply(404, "not_found"),
+    ModelNotFound: ErrorReply(404, "not_found"),
+    KOutOfRange: ErrorReply(422, "invalid_k"),
+    RerankUnavailable: ErrorReply(501, "not_implemented"),
+    ModelUnavailable: ErrorReply(503, "model_unavailable"),
+    GalleryBusy: ErrorReply(503, "gallery_busy"),
+    # model inputs (oml.inference): an image the model's preprocessing cannot decode
+    UndecodableInputError: ErrorReply(422, "invalid_input"),
+}
+
+
+def reply_for(error: Exception) -> Optional[ErrorReply]:
+    """The row of `error`'s type or of its nearest listed base class; None for an error the table does not know."""
+    for error_type in type(error).__mro__:
+        reply = ERROR_TABLE.get(error_type)
+        if reply is not None:
+            if isinstance(error, ApiError) and error.code is not None:
+                return ErrorReply(reply.status, error.code)
+            return reply
+    return None
+
+
+__all__ = ["ErrorReply", "ERROR_TABLE", "reply_for"]
