@@ -5,14 +5,14 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from indexing.errors import IndexCorruptError
-from indexing.index_file import read_index_file, write_index_file
+from indexing.index_file import StoredInIndexFile, write_index_file
 from indexing.interfaces import IIndex, check_ids, check_k, check_vectors
 from oml.const import TPath
 
 EXACT_SPEC = "exact"
 
 
-class ExactIndex(IIndex):
+class ExactIndex(StoredInIndexFile, IIndex):
     """Every query is compared with every vector: exact results, for evaluation and small galleries.
 
     >>> import numpy as np
@@ -22,6 +22,9 @@ class ExactIndex(IIndex):
     >>> ids.tolist(), distances[0, :2].tolist()
     ([[10, 11, -1]], [0.0, 5.0])
     """
+
+    file_kind = "exact"
+    file_kind_name = "an exact index"
 
     def __init__(
         self,
@@ -107,14 +110,9 @@ class ExactIndex(IIndex):
         write_index_file(path, description, {"vectors": self._vectors[: self._size], "ids": self._ids[: self._size]})
 
     @classmethod
-    def load(cls, path: TPath) -> "ExactIndex":
-        return cls.from_file_parts(path, *read_index_file(path))
-
-    @classmethod
     def from_file_parts(cls, path: TPath, description: Dict[str, Any], sections: Dict[str, np.ndarray]) -> "ExactIndex":
         """Build the index from what `read_index_file` returned for `path`."""
-        if description.get("kind") != "exact":
-            raise IndexCorruptError(path, f"expected an exact index, the file holds {description.get('kind')!r}")
+        cls.check_kind(path, description)
         index = cls(dim=int(description["dim"]), metadata=description.get("metadata"))
         vectors, ids = sections["vectors"], sections["ids"]
         if vectors.shape != (ids.shape[0], index.dim):

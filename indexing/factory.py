@@ -10,6 +10,8 @@ from indexing.index_file import read_index_file
 from indexing.interfaces import IIndex
 from oml.const import TPath
 
+ENGINES_BY_FILE_KIND = {engine.file_kind: engine for engine in (ExactIndex, FaissIndex)}
+
 
 def make_index(spec: str, dim: int, **options: Any) -> IIndex:
     """An empty index: `"exact"` for brute force, else a FAISS factory string (`"Flat"`, `"HNSW32"`, `"IVF1024,PQ32"`).
@@ -24,12 +26,10 @@ def make_index(spec: str, dim: int, **options: Any) -> IIndex:
 def load_index(path: TPath) -> IIndex:
     """Read any index written by `IIndex.save`; raises `IndexCorruptError` naming the file when it is damaged."""
     description, sections = read_index_file(path)
-    kind = description.get("kind")
-    if kind == "exact":
-        return ExactIndex.from_file_parts(path, description, sections)
-    if kind == "faiss":
-        return FaissIndex.from_file_parts(path, description, sections)
-    raise IndexCorruptError(Path(path), f"unknown index kind {kind!r}")
+    engine = ENGINES_BY_FILE_KIND.get(description.get("kind"))
+    if engine is None:
+        raise IndexCorruptError(Path(path), f"unknown index kind {description.get('kind')!r}")
+    return engine.from_file_parts(path, description, sections)
 
 
 __all__ = ["make_index", "load_index"]

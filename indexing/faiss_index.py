@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from indexing.errors import IndexCorruptError, IndexSpecError
-from indexing.index_file import read_index_file, write_index_file
+from indexing.index_file import StoredInIndexFile, write_index_file
 from indexing.interfaces import IIndex, check_ids, check_k, check_vectors
 from oml.const import TPath
 from oml.utils.faiss_setup import faiss
@@ -35,7 +35,7 @@ def _flat_stage(dim: int) -> faiss.Index:
     return faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
 
 
-class FaissIndex(IIndex):
+class FaissIndex(StoredInIndexFile, IIndex):
     """A FAISS index with ids, removal, per-search `nprobe` / `efSearch`, and checksummed atomic saves.
 
     >>> import numpy as np
@@ -46,6 +46,9 @@ class FaissIndex(IIndex):
     >>> index.search(np.eye(4, dtype=np.float32)[:1], k=2, efSearch=32)[1].shape
     (1, 2)
     """
+
+    file_kind = "faiss"
+    file_kind_name = "a FAISS index"
 
     def __init__(
         self,
@@ -248,14 +251,9 @@ class FaissIndex(IIndex):
         write_index_file(path, description, sections)
 
     @classmethod
-    def load(cls, path: TPath) -> "FaissIndex":
-        return cls.from_file_parts(path, *read_index_file(path))
-
-    @classmethod
     def from_file_parts(cls, path: TPath, description: Dict[str, Any], sections: Dict[str, np.ndarray]) -> "FaissIndex":
         """Build the index from what `read_index_file` returned for `path`."""
-        if description.get("kind") != "faiss":
-            raise IndexCorruptError(path, f"expected a FAISS index, the file holds {description.get('kind')!r}")
+        cls.check_kind(path, description)
         index = cls(
             description["spec"],
             int(description["dim"]),

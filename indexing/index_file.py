@@ -75,4 +75,23 @@ def read_index_file(path: TPath) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]
         raise IndexCorruptError(path, f"cannot parse index file: {error}") from error
 
 
-__all__ = ["write_index_file", "read_index_file"]
+class StoredInIndexFile:
+    """What `ExactIndex` and `FaissIndex` share about their file: `load` reads it and `from_file_parts` (each engine's
+    own) builds the index from its description and sections, after `check_kind` made sure it is the engine's file."""
+
+    file_kind: str
+    file_kind_name: str
+
+    @classmethod
+    def load(cls, path: TPath) -> Any:
+        return cls.from_file_parts(path, *read_index_file(path))  # type: ignore[attr-defined]
+
+    @classmethod
+    def check_kind(cls, path: TPath, description: Dict[str, Any]) -> None:
+        """Raise `IndexCorruptError` unless the file holds an index of this engine."""
+        if description.get("kind") != cls.file_kind:
+            raise IndexCorruptError(Path(path), f"expected {cls.file_kind_name}, the file holds "
+                                                f"{description.get('kind')!r}")
+
+
+__all__ = ["write_index_file", "read_index_file", "StoredInIndexFile"]
