@@ -2,11 +2,10 @@
 
 import warnings
 from copy import deepcopy
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import FloatTensor, LongTensor, Tensor
 
 from oml.const import SEQUENCE_COLUMN
@@ -18,7 +17,9 @@ from oml.interfaces.datasets import (
     IQueryGalleryDataset,
     IVisualizableDataset,
 )
-from oml.retrieval.plotting import plot_retrieval_grid
+
+if TYPE_CHECKING:  # matplotlib loads only when a figure is drawn
+    from matplotlib.figure import Figure
 
 N_GT_TO_SHOW = 2
 
@@ -300,7 +301,7 @@ class RetrievalResults:
         n_gt_to_show: int = N_GT_TO_SHOW,
         verbose: bool = False,
         show: bool = False,
-    ) -> Figure:
+    ) -> "Figure":
         """Figure with one row per query of a query/gallery dataset: query, nearest items, ground truth.
 
         Retrieved items are framed green when correct and red when not (black without labels); the dataset draws
@@ -342,7 +343,7 @@ class RetrievalResults:
         n_gt_to_show: int = N_GT_TO_SHOW,
         verbose: bool = False,
         show: bool = False,
-    ) -> Figure:
+    ) -> "Figure":
         """Like `visualize`, for results built from separate query and gallery datasets."""
         for ds, role in ((dataset_query, "dataset_query"), (dataset_gallery, "dataset_gallery")):
             if not isinstance(ds, IVisualizableDataset):
@@ -368,8 +369,10 @@ class RetrievalResults:
         n_galleries_to_show: int = 5,
         n_gt_to_show: int = N_GT_TO_SHOW,
         show: bool = False,
-    ) -> Figure:
+    ) -> "Figure":
         """Like `visualize`, drawing items with the given functions ``(query or gallery number, color) -> HxWx3``."""
+        from oml.retrieval.plotting import plot_retrieval_grid
+
         return plot_retrieval_grid(
             self._check_query_ids(query_ids),
             self.distances,
