@@ -50,20 +50,36 @@ def check_schedule(scheduler: Any, interval: str, frequency: int, monitor_metric
         )
 
 
-def optimizers_config(optimizer: Optional[Optimizer], scheduler: Any, interval: str, frequency: int,
-                      monitor_metric: Optional[str]) -> Any:
-    """What `configure_optimizers` returns for an optimizer and an optional scheduler."""
-    if optimizer is None:
-        return None
-    if scheduler is None:
-        return optimizer
-    config: Dict[str, Any] = {"scheduler": scheduler, "interval": interval, "frequency": int(frequency)}
-    if isinstance(scheduler, ReduceLROnPlateau):
-        config["monitor"] = monitor_metric
-    return {"optimizer": optimizer, "lr_scheduler": config}
+class TrainingSetupModule(pl.LightningModule):
+    """What `ExtractorModule` and `PairwiseModule` share: the optimizer, its schedule, and the batch keys."""
+
+    def keep_training_setup(self, optimizer: Optional[Optimizer], scheduler: Any, scheduler_interval: str,
+                            scheduler_frequency: int, scheduler_monitor_metric: Optional[str], input_tensors_key: str,
+                            labels_key: str, embeddings_key: str) -> None:
+        """Check the schedule and keep everything `configure_optimizers` and the steps read."""
+        check_schedule(scheduler, scheduler_interval, scheduler_frequency, scheduler_monitor_metric)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.scheduler_frequency = int(scheduler_frequency)
+        self.monitor_metric = scheduler_monitor_metric
+        self.input_tensors_key = input_tensors_key
+        self.labels_key = labels_key
+        self.embeddings_key = embeddings_key
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer is None:
+            return None
+        if self.scheduler is None:
+            return self.optimizer
+        config: Dict[str, Any] = {"scheduler": self.scheduler, "interval": self.scheduler_interval,
+                                  "frequency": self.scheduler_frequency}
+        if isinstance(self.scheduler, ReduceLROnPlateau):
+            config["monitor"] = self.monitor_metric
+        return {"optimizer": self.optimizer, "lr_scheduler": config}
 
 
-class ExtractorModule(pl.LightningModule):
+class ExtractorModule(TrainingSetupModule):
     """Lightning module that trains `extractor` to minimise `criterion` over its embeddings.
 
     Example:
@@ -104,7 +120,6 @@ class ExtractorModule(pl.LightningModule):
                 unfreeze it from epoch ``n`` on; needs an ``IFreezable`` extractor when positive.
         """
         super().__init__()
-        check_schedule(scheduler, scheduler_interval, scheduler_frequency, scheduler_monitor_metric)
         if int(freeze_n_epochs) < 0:
             raise ValueError(f"freeze_n_epochs must be 0 or more, got {freeze_n_epochs}.")
         if freeze_n_epochs > 0 and not is_freezable(extractor):
@@ -113,16 +128,10 @@ class ExtractorModule(pl.LightningModule):
                 f"{type(extractor).__name__} has none: use freeze_n_epochs=0 or a freezable extractor."
             )
 
+        self.keep_training_setup(optimizer, scheduler, scheduler_interval, scheduler_frequency,
+                                 scheduler_monitor_metric, input_tensors_key, labels_key, embeddings_key)
         self.model = extractor
         self.criterion = criterion
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.scheduler_interval = scheduler_interval
-        self.scheduler_frequency = int(scheduler_frequency)
-        self.monitor_metric = scheduler_monitor_metric
-        self.input_tensors_key = input_tensors_key
-        self.labels_key = labels_key
-        self.embeddings_key = embeddings_key
         self.freeze_n_epochs = int(freeze_n_epochs)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -157,10 +166,6 @@ class ExtractorModule(pl.LightningModule):
 
     def predict_step(self, batch: Dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Dict[str, Any]:
         return self.validation_step(batch, batch_idx, dataloader_idx)
-
-    def configure_optimizers(self) -> Any:
-        return optimizers_config(self.optimizer, self.scheduler, self.scheduler_interval, self.scheduler_frequency,
-                                 self.monitor_metric)
 
     def on_train_epoch_start(self) -> None:
         if self.freeze_n_epochs > 0:

@@ -8,7 +8,6 @@ different labels, so its `predict` ranks like a distance.
 
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
@@ -17,7 +16,7 @@ from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 from oml.const import INPUT_TENSORS_KEY, LABELS_KEY
 from oml.interfaces.miners import IPairsMiner
 from oml.interfaces.models import IPairwiseModel
-from oml.lightning.modules.extractor import EMBEDDINGS_KEY, check_schedule, optimizers_config
+from oml.lightning.modules.extractor import EMBEDDINGS_KEY, TrainingSetupModule
 
 
 def select_rows(inputs: Any, ids: Tensor) -> Any:
@@ -27,7 +26,7 @@ def select_rows(inputs: Any, ids: Tensor) -> Any:
     return inputs[ids]
 
 
-class PairwiseModule(pl.LightningModule):
+class PairwiseModule(TrainingSetupModule):
     """Lightning module that trains `pairwise_model` with binary cross-entropy on mined positive/negative pairs.
 
     Example:
@@ -61,18 +60,11 @@ class PairwiseModule(pl.LightningModule):
             embeddings_key: Batch key of precomputed embeddings used for mining, when the batch has it.
         """
         super().__init__()
-        check_schedule(scheduler, scheduler_interval, scheduler_frequency, scheduler_monitor_metric)
+        self.keep_training_setup(optimizer, scheduler, scheduler_interval, scheduler_frequency,
+                                 scheduler_monitor_metric, input_tensors_key, labels_key, embeddings_key)
         self.model = pairwise_model
         self.miner = pairs_miner
         self.criterion = criterion if criterion is not None else nn.BCEWithLogitsLoss()
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.scheduler_interval = scheduler_interval
-        self.scheduler_frequency = int(scheduler_frequency)
-        self.monitor_metric = scheduler_monitor_metric
-        self.input_tensors_key = input_tensors_key
-        self.labels_key = labels_key
-        self.embeddings_key = embeddings_key
 
     def forward(self, x1: Any, x2: Any) -> Tensor:
         return self.model(x1, x2)
@@ -106,10 +98,6 @@ class PairwiseModule(pl.LightningModule):
         loss, n_pairs = self._pairs_loss(batch)
         self.log("val_pairwise_loss", loss.detach(), batch_size=n_pairs, on_epoch=True, sync_dist=True)
         return loss
-
-    def configure_optimizers(self) -> Any:
-        return optimizers_config(self.optimizer, self.scheduler, self.scheduler_interval, self.scheduler_frequency,
-                                 self.monitor_metric)
 
 
 __all__ = ["PairwiseModule", "select_rows"]
