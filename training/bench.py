@@ -22,21 +22,18 @@ from oml.const import (
     IS_GALLERY_COLUMN,
     IS_QUERY_COLUMN,
     LABELS_COLUMN,
-    OVERALL_CATEGORIES_KEY,
     PATHS_COLUMN,
     SEQUENCE_COLUMN,
     SPLIT_COLUMN,
     TEXTS_COLUMN,
     TPath,
 )
-from oml.metrics.embeddings import calc_fnmr_at_fmr_rr, calc_retrieval_metrics_rr
+from oml.metrics.report import TOP_K, retrieval_report
 from oml.retrieval import RetrievalResults
 from oml.utils.dataframe_format import check_retrieval_dataframe_format, parse_bool_column, resolve_paths
 
 LOGGER = logging.getLogger("training")
 
-TOP_K = (1, 3, 5, 10)
-FMR_VALS = (0.1, 0.01)
 VALIDATION_SPLIT = "validation"
 
 
@@ -136,19 +133,6 @@ def search_all(index: Any, queries: np.ndarray, k: int, excluded: Sequence[np.nd
             distances_out.append(torch.from_numpy(distances[offset][keep][:k].copy()))
             ids_out.append(torch.from_numpy(ids[offset][keep][:k].astype(np.int64)))
     return distances_out, ids_out
-
-
-def quality_metrics(rr: RetrievalResults, categories: Optional[np.ndarray], top_k: Sequence[int] = TOP_K,
-                    fmr_vals: Sequence[float] = FMR_VALS) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """`{category or OVERALL: {"cmc": {"1": ...}, "precision": ..., "map": ..., "fnmr@fmr": {"0.1": ...}}}`."""
-    metrics = calc_retrieval_metrics_rr(rr, query_categories=categories, cmc_top_k=tuple(top_k),
-                                        precision_top_k=tuple(top_k), map_top_k=tuple(top_k), verbose=False)
-    if OVERALL_CATEGORIES_KEY not in metrics:
-        metrics = {OVERALL_CATEGORIES_KEY: metrics}
-    metrics[OVERALL_CATEGORIES_KEY].update(calc_fnmr_at_fmr_rr(rr, fmr_vals=tuple(fmr_vals)))
-    return {str(category): {str(name): {str(k): round(float(v), 6) for k, v in values.items()}
-                            for name, values in by_name.items()}
-            for category, by_name in metrics.items()}
 
 
 @dataclass
@@ -253,7 +237,7 @@ def run_bench(
     gt_ids = ground_truth(bench, excluded)
     rr = RetrievalResults(distances=distances, retrieved_ids=retrieved, gt_ids=gt_ids)
     categories = bench.categories[bench.query_rows] if bench.categories is not None else None
-    metrics = quality_metrics(rr, categories, top_k)
+    metrics = retrieval_report(rr, categories, top_k)
 
     query_inputs = [bench.inputs[row] for row in bench.query_rows]
     stages = {
@@ -280,7 +264,7 @@ def run_bench(
         stages["rerank"] = time_single_queries(one, len(queries), latency_queries)
         speed["rerank_queries_per_s"] = round(len(queries) / max(rerank_seconds, 1e-9), 1)
         result.without_reranker = metrics
-        result.metrics = quality_metrics(reranked, categories, top_k)
+        result.metrics = retrieval_report(reranked, categories, top_k)
         result.reranker = reranker.name
         result.rr_reranked = reranked
     speed["per_query"] = {name: times.summary() for name, times in stages.items()}
@@ -307,4 +291,4 @@ def write_bench_outputs(result: BenchResult, out_dir: TPath, dataset: Any = None
 
 
 __all__ = ["BenchError", "BenchFrame", "BenchResult", "load_bench_frame", "run_bench", "write_bench_outputs",
-           "quality_metrics", "ground_truth", "search_all"]
+           "ground_truth", "search_all"]

@@ -17,8 +17,10 @@ from oml.metrics.embeddings import (
     calc_retrieval_metrics_rr,
     split_distances_by_gt,
 )
+from oml.metrics.report import retrieval_report
 
 __all__ = [
+    "retrieval_report",
     "EmbeddingMetrics",
     "TMetricsDict",
     "calc_retrieval_metrics",
