@@ -3,7 +3,8 @@
 Layout: ``<models_dir>/<name>/<version>/``. The manifest says everything a reader needs to feed the graph
 (preprocessing) and to interpret its output (embedding size, distance, whether outputs are L2-normalised).
 `load_artifact` is the one validator of the folder and its manifest; `oml.inference.OnnxExtractor.load` builds on it
-and also checks the graph itself.
+and also checks the graph itself. A manifest's ``kind`` says whether the graph embeds items (``"extractor"``) or scores
+pairs of them (``"reranker"``, loaded by `oml.inference.OnnxReranker`); `read_kind` tells which without validating.
 
 >>> import tempfile
 >>> manifest = ModelManifest(name="demo", version=1, modality="text", embedding_size=4, normalised=True,
@@ -26,6 +27,7 @@ from typing import Any, Dict, Iterator, List, Optional
 from oml.utils.atomic import atomic_write_text, fsync_dir
 from oml.const import TPath
 from oml.preprocessing import MANIFEST_INTERPOLATIONS, PREPROCESSING_CLASSES, PreprocessingError, is_int
+from oml.utils.names import NAME_RULE, is_valid_name
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -41,6 +43,16 @@ TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 IMAGE_INPUT = "pixels"
 OUTPUT_NAME = "embeddings"
 
+KINDS = ("extractor", "reranker")
+RERANKER_INPUTS = ("embeddings", "texts", "images")
+RERANKER_OUTPUT = "scores"
+RERANKER_GRAPH_INPUTS = {
+    "embeddings": ["query_embeddings", "item_embeddings"],
+    "texts": list(TEXT_INPUTS),
+    "images": ["query_pixels", "item_pixels"],
+}
+RERANKER_INPUT_MODALITY = {"texts": "text", "images": "image"}  # "embeddings" rerank items of either modality
+RERANKER_KEYS = ("input", "extractor", "top_n")
 
 
 class ArtifactError(ValueError):
@@ -59,6 +71,14 @@ class ModelManifest:
     Its rules are `oml.preprocessing.ImagePreprocessing` / `TextPreprocessing`'s ``validate()``, which `validate`
     delegates to.
     ``inputs`` lists the graph's input names in order, ``output`` its output name.
+
+    ``kind`` is ``"extractor"`` (the graph embeds items) or ``"reranker"`` (the graph scores pairs of items, lower is
+    closer). A reranker's ``reranker`` holds ``input`` (one of `RERANKER_INPUTS`: what the graph takes per pair),
+    ``extractor`` (``{"name", "version"}`` of the artifact whose retrieval it reranks) and ``top_n``; its
+    ``modality`` is that of the items, ``embedding_size`` the extractor's, ``inputs`` those of
+    `RERANKER_GRAPH_INPUTS`, ``output`` ``"scores"``; ``preprocessing`` is text preprocessing for ``"texts"``, image
+    preprocessing for ``"images"`` and unread for ``"embeddings"``. The two keys are left out of `to_dict` at their
+    defaults, so extractor manifests read and write as before.
     """
 
     name: str
@@ -72,12 +92,20 @@ class ModelManifest:
     metrics: Dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
     inputs: List[str] = field(default_factory=list)
-    output: str = OUTPUT_NAME
+    output: str = ""
     format_version: int = FORMAT_VERSION
+    kind: str = "extractor"
+    reranker: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.inputs:
+        if self.kind == "reranker":
+            input_kind = self.reranker.get("input") if isinstance(self.reranker, dict) else None
+            if not self.inputs and input_kind in RERANKER_GRAPH_INPUTS:
+                self.inputs = list(RERANKER_GRAPH_INPUTS[input_kind])
+            self.output = self.output or RERANKER_OUTPUT
+        elif not self.inputs:
             self.inputs = [IMAGE_INPUT] if self.modality == "image" else ["input_ids", "attention_mask"]
+        self.output = self.output or OUTPUT_NAME
 
     def validate(self) -> "ModelManifest":
         """Check every field; raise `ArtifactError` naming the first bad one. Returns self."""
@@ -110,6 +138,11 @@ class ModelManifest:
             isinstance(self.inputs, list) and all(isinstance(i, str) for i in self.inputs),
             f"inputs must be a list of names, got {self.inputs!r}",
         )
+        _require(self.kind in KINDS, f"unsupported kind {self.kind!r}; expected one of {KINDS}")
+        if self.kind == "reranker":
+            self._validate_reranker()
+            return self
+        _require(self.reranker == {}, f"reranker must be empty for kind 'extractor', got {self.reranker!r}")
         if self.modality == "image":
             _require(
                 self.inputs == [IMAGE_INPUT],
@@ -121,14 +154,84 @@ class ModelManifest:
                 "a text model takes input_ids, attention_mask (and optionally token_type_ids), "
                 f"manifest says {self.inputs}",
             )
-        try:
-            PREPROCESSING_CLASSES[self.modality].from_dict(self.preprocessing).validate()
-        except PreprocessingError as e:
-            raise ArtifactError(str(e)) from e
+        self._validate_preprocessing(self.modality)
         return self
 
+    def _validate_preprocessing(self, modality: str) -> None:
+        try:
+            PREPROCESSING_CLASSES[modality].from_dict(self.preprocessing).validate()
+        except PreprocessingError as e:
+            raise ArtifactError(str(e)) from e
+
+    def _validate_reranker(self) -> None:
+        spec = self.reranker
+        _require(isinstance(spec, dict), f"reranker must be an object, got {spec!r}")
+        unknown = sorted(set(spec) - set(RERANKER_KEYS))
+        _require(not unknown, f"reranker has unknown keys {unknown}")
+        missing = [k for k in RERANKER_KEYS if k not in spec]
+        _require(not missing, f"reranker lacks required keys {missing}")
+        input_kind = spec["input"]
+        _require(
+            input_kind in RERANKER_INPUTS,
+            f"unsupported reranker.input {input_kind!r}; expected one of {RERANKER_INPUTS}",
+        )
+        extractor = spec["extractor"]
+        _require(
+            isinstance(extractor, dict) and set(extractor) == {"name", "version"},
+            f"reranker.extractor must be an object with keys name and version, got {extractor!r}",
+        )
+        _require(
+            is_valid_name(extractor["name"]),
+            f"reranker.extractor.name must be a model name ({NAME_RULE}), got {extractor['name']!r}",
+        )
+        _require(
+            is_int(extractor["version"]) and extractor["version"] >= 1,
+            f"reranker.extractor.version must be an integer >= 1, got {extractor['version']!r}",
+        )
+        _require(
+            is_int(spec["top_n"]) and spec["top_n"] >= 1,
+            f"reranker.top_n must be an integer >= 1, got {spec['top_n']!r}",
+        )
+        expected_modality = RERANKER_INPUT_MODALITY.get(input_kind, self.modality)
+        _require(
+            self.modality == expected_modality,
+            f"a reranker of {input_kind} reranks {expected_modality} items, manifest says modality {self.modality!r}",
+        )
+        expected_inputs = RERANKER_GRAPH_INPUTS[input_kind]
+        if input_kind == "texts":
+            _require(
+                set(self.inputs) <= set(TEXT_INPUTS) and {"input_ids", "attention_mask"} <= set(self.inputs),
+                f"a reranker of texts takes {expected_inputs} (token_type_ids optional), manifest says {self.inputs}",
+            )
+        else:
+            _require(
+                self.inputs == expected_inputs,
+                f"a reranker of {input_kind} takes inputs {expected_inputs}, manifest says {self.inputs}",
+            )
+        _require(
+            self.output == RERANKER_OUTPUT,
+            f"a reranker's output is {RERANKER_OUTPUT!r}, manifest says {self.output!r}",
+        )
+        if input_kind != "embeddings":
+            self._validate_preprocessing(self.modality)
+
+    @property
+    def reranker_input(self) -> Optional[str]:
+        """What the graph takes per pair (`RERANKER_INPUTS`) for a reranker; None for an extractor."""
+        return self.reranker.get("input") if self.kind == "reranker" else None
+
+    @property
+    def needs_tokenizer(self) -> bool:
+        """Whether the artifact holds a tokenizer: text extractors and rerankers of texts."""
+        if self.kind == "reranker":
+            return self.reranker_input == "texts"
+        return self.modality == "text"
+
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.kind == "extractor" and not self.reranker:
+            del data["kind"], data["reranker"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ModelManifest":
@@ -180,9 +283,11 @@ class Artifact:
 
 
 def load_artifact(artifact_dir: TPath) -> Artifact:
-    """Validate an artifact folder (manifest, `model.onnx`, tokenizer files for text) and return its parts.
+    """Validate an artifact folder (manifest, `model.onnx`, tokenizer files for text extractors and text rerankers)
+    and return its parts.
 
-    The graph itself (inputs, output size) is checked by `oml.inference.OnnxExtractor.load`, which calls this first.
+    The graph itself (inputs, output size) is checked by `oml.inference.OnnxExtractor.load` /
+    `oml.inference.OnnxReranker.load`, which call this first.
     """
     root = Path(artifact_dir)
     if not root.is_dir():
@@ -194,11 +299,27 @@ def load_artifact(artifact_dir: TPath) -> Artifact:
     if model_path.stat().st_size == 0:
         raise ArtifactError(f"{model_path} is empty")
     tokenizer_dir = None
-    if manifest.modality == "text":
+    if manifest.needs_tokenizer:
         tokenizer_dir = root / manifest.preprocessing["tokenizer"]
         if not (tokenizer_dir / TOKENIZER_FILE).is_file():
             raise ArtifactError(f"text artifact {root} lacks {manifest.preprocessing['tokenizer']}/{TOKENIZER_FILE}")
     return Artifact(path=root, manifest=manifest, model_path=model_path, tokenizer_dir=tokenizer_dir)
+
+
+def read_kind(artifact_dir: TPath) -> str:
+    """The ``kind`` of the manifest in ``artifact_dir`` (``"extractor"`` when absent), read without validating the
+    rest, so a caller can pick the loader; `ArtifactError` for a missing or unreadable manifest or an unknown kind."""
+    path = Path(artifact_dir) / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"manifest not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"manifest {path} is not valid JSON: {e}") from e
+    kind = data.get("kind", "extractor") if isinstance(data, dict) else None
+    if kind not in KINDS:
+        raise ArtifactError(f"{path}: unsupported kind {kind!r}; expected one of {KINDS}")
+    return kind
 
 
 def artifact_dir_for(models_dir: TPath, name: str, version: int) -> Path:
@@ -217,8 +338,6 @@ def list_versions(models_dir: TPath, name: str) -> List[int]:
 
 def list_models(models_dir: TPath) -> List[str]:
     """Names of the models in `models_dir` that have at least one version, sorted; other folders are skipped."""
-    from oml.utils.names import is_valid_name
-
     root = Path(models_dir)
     if not root.is_dir():
         return []
@@ -272,6 +391,7 @@ __all__ = [
     "ModelManifest",
     "Artifact",
     "load_artifact",
+    "read_kind",
     "artifact_dir_for",
     "list_versions",
     "list_models",
@@ -280,4 +400,8 @@ __all__ = [
     "MODEL_FILE",
     "TOKENIZER_DIR",
     "FORMAT_VERSION",
+    "KINDS",
+    "RERANKER_INPUTS",
+    "RERANKER_GRAPH_INPUTS",
+    "RERANKER_OUTPUT",
 ]

@@ -6,6 +6,8 @@ PosixPath('models/minilm_l6/1')
 
 From the shell: ``oml export --model minilm_l6 --out models --quantize int8`` or
 ``oml export --arch vit_small_patch16_224 --weights none --out models``.
+
+`export_reranker` writes a pairwise model (`oml.interfaces.models.IPairwiseModel`) as a reranker artifact.
 """
 
 from oml.export.exporter import (
@@ -16,11 +18,13 @@ from oml.export.exporter import (
     export_pretrained,
     export_timm,
 )
+from oml.export.reranker import export_reranker
 
 __all__ = [
     "export_extractor",
     "export_pretrained",
     "export_timm",
+    "export_reranker",
     "ExportError",
     "ExportParityError",
     "QuantizationQualityError",

@@ -2,7 +2,13 @@
 
 from oml.models.checkpoints import CheckpointKeysError
 from oml.models.convnet import ConvNetExtractor
-from oml.models.meta import ConcatSiamese, EmbeddingPairsMLP, LinearTrivialDistanceSiamese, TrivialDistanceSiamese
+from oml.models.meta import (
+    ConcatSiamese,
+    EmbeddingPairsMLP,
+    HFCrossEncoder,
+    LinearTrivialDistanceSiamese,
+    TrivialDistanceSiamese,
+)
 from oml.models.pooling import GEM
 from oml.models.resnet import ResnetExtractor
 from oml.models.texts import HFWrapper
@@ -19,4 +25,5 @@ __all__ = [
     "TrivialDistanceSiamese",
     "LinearTrivialDistanceSiamese",
     "EmbeddingPairsMLP",
+    "HFCrossEncoder",
 ]

@@ -10,7 +10,13 @@ from typing import Any, Dict
 
 from oml.interfaces.models import IPairwiseModel
 from oml.interfaces.retrieval import IRetrievalPostprocessor
-from oml.models.meta import ConcatSiamese, EmbeddingPairsMLP, LinearTrivialDistanceSiamese, TrivialDistanceSiamese
+from oml.models.meta import (
+    ConcatSiamese,
+    EmbeddingPairsMLP,
+    HFCrossEncoder,
+    LinearTrivialDistanceSiamese,
+    TrivialDistanceSiamese,
+)
 from oml.registry.cfg import TCfg, TProblems, cfg_to_dict, check_cfg, lookup
 from oml.registry.training import check_extractor_cfg, get_extractor_by_cfg
 from oml.retrieval.postprocessors import AdaptiveThresholding, ConstantThresholding, PairwiseReranker
@@ -20,6 +26,7 @@ PAIRWISE_MODELS_REGISTRY: Dict[str, type] = {
     "trivial_distance_siamese": TrivialDistanceSiamese,
     "linear_trivial_distance_siamese": LinearTrivialDistanceSiamese,
     "embedding_pairs_mlp": EmbeddingPairsMLP,
+    "hf_cross_encoder": HFCrossEncoder,
 }
 
 POSTPROCESSORS_REGISTRY: Dict[str, type] = {

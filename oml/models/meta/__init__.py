@@ -1,5 +1,6 @@
-"""Models built around other models: pairwise (siamese) scorers for reranking."""
+"""Models built around other models: pairwise (siamese) scorers and a text cross-encoder for reranking."""
 
+from oml.models.meta.cross_encoder import HFCrossEncoder, join_token_pairs
 from oml.models.meta.siamese import (
     ConcatSiamese,
     EmbeddingPairsMLP,
@@ -7,4 +8,5 @@ from oml.models.meta.siamese import (
     TrivialDistanceSiamese,
 )
 
-__all__ = ["ConcatSiamese", "LinearTrivialDistanceSiamese", "TrivialDistanceSiamese", "EmbeddingPairsMLP"]
+__all__ = ["ConcatSiamese", "LinearTrivialDistanceSiamese", "TrivialDistanceSiamese", "EmbeddingPairsMLP",
+           "HFCrossEncoder", "join_token_pairs"]
