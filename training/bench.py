@@ -201,8 +201,8 @@ def run_bench(
 ) -> BenchResult:
     """Embed, search (and rerank) a labelled frame with the artifact in `model`; return metrics and timings.
 
-    `reranker` is a `training.rerank_artifact.RerankerRunner`-like object with `rerank(rr, query_vectors,
-    gallery_vectors, query_inputs, gallery_inputs) -> RetrievalResults` and a `name`, or None.
+    `reranker` is a `training.bench_reranker.BenchReranker` (or anything with `name`, `check_extractor(extractor)`
+    and `rerank(rr, query_vectors, gallery_vectors, query_inputs, gallery_inputs) -> RetrievalResults`), or None.
     """
     from indexing import IndexSpecError, make_index
     from oml.inference import OnnxExtractor
@@ -216,6 +216,8 @@ def run_bench(
             extractor = OnnxExtractor.load(model, device="cpu", num_threads=num_threads)
         except (ArtifactError, FileNotFoundError, OSError) as error:
             raise BenchError(f"cannot load the model artifact {model}: {error}") from None
+    if reranker is not None:
+        reranker.check_extractor(extractor)
     bench = load_bench_frame(data, dataset_root, extractor.modality)
     LOGGER.info("bench %s on %s: %d queries, %d gallery items", extractor.manifest.name, data,
                 len(bench.query_rows), len(bench.gallery_rows))

@@ -1,4 +1,4 @@
-"""`oml bench --model ARTIFACT --data DF.csv [--dataset-root DIR] [--index SPEC] [--out DIR]`.
+"""`oml bench --model ARTIFACT --data DF.csv [--dataset-root DIR] [--index SPEC] [--reranker ARTIFACT] [--out DIR]`.
 
 Exit status: 0 the report was written; 2 bad input (data frame, artifact, index spec: the message says which).
 """
@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, help="OML dataframe CSV (label, path or text, is_query, is_gallery)")
     parser.add_argument("--dataset-root", help="folder that relative image paths start from")
     parser.add_argument("--index", default="exact", help="'exact' or a FAISS factory string (default exact)")
+    parser.add_argument("--reranker", help="reranker artifact folder: metrics with and without it, side by side")
+    parser.add_argument("--rerank-top-n", type=int, help="items re-scored per query (default: the reranker's top_n)")
     parser.add_argument("--out", default="bench-report", help="output folder (default ./bench-report)")
     parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
     parser.add_argument("--latency-queries", type=int, default=100,
@@ -62,16 +64,23 @@ def visualization_dataset(result: Any, model_dir: Path, dataset_root: Optional[s
 def run_bench_command(args: argparse.Namespace) -> int:
     """Run the benchmark; bad input becomes a message and exit status 2."""
     from training.bench import BenchError, run_bench, write_bench_outputs
+    from training.bench_reranker import load_bench_reranker
 
     try:
+        reranker = None
+        if args.reranker is not None:
+            reranker = load_bench_reranker(args.reranker, args.rerank_top_n, args.threads)
         result = run_bench(args.model, args.data, dataset_root=args.dataset_root, index_spec=args.index,
-                           batch_size=args.batch_size, latency_queries=args.latency_queries,
+                           reranker=reranker, batch_size=args.batch_size, latency_queries=args.latency_queries,
                            num_threads=args.threads)
     except BenchError as error:
         print(f"oml bench: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     paths = write_bench_outputs(result, args.out, visualization_dataset(result, Path(args.model), args.dataset_root))
     overall = result.metrics["OVERALL"]
+    if result.without_reranker is not None:
+        before = result.without_reranker["OVERALL"]
+        print(f"without reranker: CMC@1 {before['cmc']['1']:.4f}  mAP@5 {before['map']['5']:.4f}")
     print(f"CMC@1 {overall['cmc']['1']:.4f}  mAP@5 {overall['map']['5']:.4f}  ({result.n_queries} queries)")
     print(f"report: {paths['report']}")
     return 0

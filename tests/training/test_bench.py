@@ -88,3 +88,49 @@ def test_the_oml_command_has_bench():
     with pytest.raises(SystemExit) as exit_info:
         oml_main(["bench", "--help"])
     assert exit_info.value.code == 0
+
+
+def _mlp_reranker(models_dir, extractor_manifest, name="mlp_reranker", extractor_name=None):
+    import torch
+
+    from oml.export import export_reranker
+    from oml.models.meta import EmbeddingPairsMLP
+
+    torch.manual_seed(0)
+    return export_reranker(EmbeddingPairsMLP(extractor_manifest.embedding_size, hidden_dims=(16,)), models_dir,
+                           name=name, version=1, input_kind="embeddings",
+                           extractor_name=extractor_name or extractor_manifest.name,
+                           extractor_version=extractor_manifest.version, top_n=3, modality=extractor_manifest.modality,
+                           embedding_size=extractor_manifest.embedding_size)
+
+
+def test_bench_with_a_reranker_reports_both_side_by_side(trained_texts, texts_root, tmp_path, capsys):
+    from oml.artifact import ModelManifest
+
+    _, result = trained_texts
+    reranker = _mlp_reranker(tmp_path / "models", ModelManifest.load(result.version_dir))
+    code, out = bench(["--model", str(result.version_dir), "--data", str(texts_root / "df.csv"), "--reranker",
+                       str(reranker), "--out", str(tmp_path / "report"), "--latency-queries", "3"], capsys)
+    assert code == 0, out.err
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert metrics["without_reranker"]["OVERALL"]["cmc"]["1"] == pytest.approx(
+        result.metrics_after["OVERALL/cmc/1"], abs=0.02)
+    assert set(metrics["OVERALL"]["cmc"]) == set(metrics["without_reranker"]["OVERALL"]["cmc"])
+    assert metrics["run"]["reranker"].startswith("mlp_reranker v1 (top 3)")
+    assert metrics["run"]["speed"]["per_query"]["rerank"]["queries"] == 3
+    assert "| search only | reranked | change (points) |" in (tmp_path / "report" / "report.md").read_text()
+    assert "without reranker: CMC@1" in out.out
+
+
+def test_a_reranker_for_another_extractor_or_a_bad_top_n_is_refused(trained_texts, texts_root, tmp_path, capsys):
+    from oml.artifact import ModelManifest
+
+    _, result = trained_texts
+    other = _mlp_reranker(tmp_path / "models", ModelManifest.load(result.version_dir), extractor_name="other_model")
+    argv = ["--model", str(result.version_dir), "--data", str(texts_root / "df.csv"), "--out", str(tmp_path / "r")]
+    code, out = bench(argv + ["--reranker", str(other)], capsys)
+    assert code == 2 and "trained for other_model" in out.err
+    code, out = bench(argv + ["--reranker", str(other), "--rerank-top-n", "0"], capsys)
+    assert code == 2 and "top_n must be a positive integer" in out.err
+    code, out = bench(argv + ["--reranker", str(result.version_dir)], capsys)
+    assert code == 2 and "cannot load the reranker artifact" in out.err
