@@ -15,7 +15,7 @@ import numpy as np
 
 from indexing.errors import GalleryError
 from indexing.interfaces import IIndex, IItemStore, check_k
-from indexing.items import Hit, Item, StoredItem
+from indexing.items import Hit, Item, StoredItem, check_label
 from indexing.layout import (
     GALLERIES_DIR,
     LOCK_FILE,
@@ -60,6 +60,7 @@ class Gallery:
         self._synced = SyncedIndex(folder, manifest, store)
         self._lock = GalleryLock(folder / LOCK_FILE)
         self._closed = False
+        self._reranker_choice = manifest.reranker
 
     # ---- life cycle ---------------------------------------------------------------------------------------------
 
@@ -71,15 +72,17 @@ class Gallery:
         manifest: Any,
         index_spec: str = "exact",
         index_options: Optional[Dict[str, Any]] = None,
+        reranker: Optional[str] = None,
         **open_options: Any,
     ) -> "Gallery":
         """Create an empty gallery for embeddings of the model described by `manifest` (a `ModelManifest`).
 
         `index_spec`: `"exact"` or a FAISS factory string; `index_options` go to the index engine
-        (e.g. `{"train_size": 5000, "nprobe": 16}`). The folder appears complete or not at all.
+        (e.g. `{"train_size": 5000, "nprobe": 16}`); `reranker` names the reranker model of its searches, if any.
+        The folder appears complete or not at all.
         """
         folder = new_gallery_dir(data_dir, name)
-        gallery_manifest = GalleryManifest.for_model(name, manifest, index_spec, index_options)
+        gallery_manifest = GalleryManifest.for_model(name, manifest, index_spec, index_options).with_reranker(reranker)
         create_gallery_folder(folder, gallery_manifest, empty_index(gallery_manifest))
         LOGGER.info("created gallery %r (%s v%s, index %s)", name, gallery_manifest.model_name,
                     gallery_manifest.model_version, index_spec)
@@ -185,6 +188,22 @@ class Gallery:
             return vectors[0]
         return None
 
+    def get_embeddings(self, item_ids: Sequence[int]) -> Dict[int, np.ndarray]:
+        """`item_id -> stored embedding` (current generation) of the given items; ids without one are left out."""
+        self._check_open()
+        with self._lock.shared():
+            manifest = self.manifest
+            found: Dict[int, np.ndarray] = {}
+            for ids, vectors in self.store.iter_vectors(manifest.generation, manifest.embedding_size,
+                                                        item_ids=list(item_ids)):
+                found.update(zip(ids.tolist(), vectors))
+        return found
+
+    def ids_with_labels(self, labels: Sequence[Any]) -> Dict[Any, List[int]]:
+        """`label -> ids of the items with that label` (ids ascending) for each of `labels` (None matches nothing)."""
+        self._check_open()
+        return self.store.ids_with_labels([check_label(label) for label in labels])
+
     def iter_items(self, batch_size: int = 1000) -> Iterator[List[StoredItem]]:
         """All stored items in id order, in lists of `batch_size`."""
         self._check_open()
@@ -266,6 +285,22 @@ class Gallery:
         self._check_open()
         return store_source_file(self.folder, key, data, suffix)
 
+    def set_reranker(self, reranker: Optional[str]) -> GalleryManifest:
+        """Name the reranker model that refines this gallery's searches (None: none); the manifest is rewritten
+        atomically under the write lock. Returns the new manifest."""
+        with self._writing():
+            manifest = self._save_reranker(reranker)
+        LOGGER.info("gallery %r: reranker %s", manifest.name, reranker)
+        return manifest
+
+    def _save_reranker(self, reranker: Optional[str]) -> GalleryManifest:
+        """Write the manifest naming `reranker` and remember the choice (the caller holds the write lock)."""
+        manifest = self.manifest.with_reranker(reranker)
+        manifest.save(self.folder)
+        self._synced.manifest = manifest
+        self._reranker_choice = reranker
+        return manifest
+
     # ---- model hot-swap -------------------------------------------------------------------------------------------
 
     def reembed(
@@ -278,7 +313,11 @@ class Gallery:
         leaves the old gallery intact. Returns counts and timings.
         """
         self._check_open()
-        return reembed_gallery(self._synced, self._writing, extractor, batch_size, progress, on_batch)
+        report = reembed_gallery(self._synced, self._writing, extractor, batch_size, progress, on_batch)
+        with self._writing():
+            if self.manifest.reranker != self._reranker_choice:  # set while the items were being re-embedded
+                self._save_reranker(self._reranker_choice)
+        return report
 
 
 __all__ = [

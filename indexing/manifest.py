@@ -1,4 +1,5 @@
-"""`GalleryManifest`: which model's embeddings a gallery holds, and how they are indexed (`manifest.json`)."""
+"""`GalleryManifest`: which model's embeddings a gallery holds, how they are indexed and which reranker refines its
+searches (`manifest.json`)."""
 
 import json
 import time
@@ -31,7 +32,11 @@ def model_identity(model: Any) -> Dict[str, Any]:
 
 @dataclass
 class GalleryManifest:
-    """The gallery's identity and the model whose embeddings it holds; `generation` numbers re-embeddings."""
+    """The gallery's identity and the model whose embeddings it holds; `generation` numbers re-embeddings.
+
+    `reranker` names the reranker model that refines the gallery's searches (None: none); manifests written before
+    it existed load with None.
+    """
 
     name: str
     model_name: str
@@ -45,6 +50,7 @@ class GalleryManifest:
     generation: int = 1
     created_at: float = 0.0
     format_version: int = FORMAT_VERSION
+    reranker: Optional[str] = None
 
     @classmethod
     def for_model(
@@ -57,6 +63,12 @@ class GalleryManifest:
     def next_generation(self, model: Any) -> "GalleryManifest":
         """This manifest after re-embedding with `model`: its identity, and the next generation."""
         return replace(self, generation=self.generation + 1, **model_identity(model))
+
+    def with_reranker(self, reranker: Optional[str]) -> "GalleryManifest":
+        """This manifest naming `reranker` (None: no reranker)."""
+        if reranker is not None and (not isinstance(reranker, str) or not reranker.strip()):
+            raise ValueError(f"reranker must be a model name or None, got {reranker!r}")
+        return replace(self, reranker=reranker)
 
     @property
     def index_file(self) -> str:

@@ -14,7 +14,8 @@ from server.limits import BodySizeLimitMiddleware
 from server.metrics import RequestMetricsMiddleware
 from server.model_registry import ExtractorLoader, load_extractor
 from server.openapi import document_manual_bodies
-from server.routes import galleries, health, items, jobs, metrics, models, search
+from server.rerankers import RerankerLoader, load_reranker
+from server.routes import evaluate, galleries, health, items, jobs, metrics, models, search
 from server.services import Services, build_services
 from server.settings import Settings
 
@@ -40,11 +41,13 @@ def _start_models(services: Services) -> None:
         services.registry.started.set()
 
 
-def create_app(settings: Optional[Settings] = None, loader: ExtractorLoader = load_extractor) -> FastAPI:
-    """Build the oml-server application; models load in the background (see GET /ready). `loader` turns a model
-    version folder into an extractor (ONNX Runtime unless a test passes a fake)."""
+def create_app(settings: Optional[Settings] = None, loader: ExtractorLoader = load_extractor,
+               reranker_loader: RerankerLoader = load_reranker) -> FastAPI:
+    """Build the oml-server application; models load in the background (see GET /ready). `loader` and
+    `reranker_loader` turn a model version folder into an extractor or a reranker (ONNX Runtime unless a test passes
+    fakes)."""
     settings = settings or Settings.from_env()
-    services = build_services(settings, loader=loader)
+    services = build_services(settings, loader=loader, reranker_loader=reranker_loader)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -60,7 +63,7 @@ def create_app(settings: Optional[Settings] = None, loader: ExtractorLoader = lo
                       "example": error_body("internal error: RuntimeError", "internal_error")}}}})
     app.state.services = services
     install_error_handlers(app)
-    for module in (health, models, galleries, items, search, jobs, metrics):
+    for module in (health, models, galleries, items, search, evaluate, jobs, metrics):
         app.include_router(module.router)
     document_manual_bodies(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)

@@ -1,12 +1,12 @@
 """Micro-batching: concurrent requests are gathered into one call of a batch function (an ONNX Runtime call for
-query embedding, one matrix product for an index search)."""
+query embedding or pair scoring, one matrix product for an index search)."""
 
 import asyncio
 import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence
 
 from server.metrics import ServerMetrics
 
@@ -161,4 +161,25 @@ class MicroBatcher:
                     item.future.set_result(rows)
 
 
-__all__ = ["MicroBatcher", "BatchFn"]
+class MicroBatcherPool:
+    """One `MicroBatcher` per key (a model version, a gallery and version), made by `make(key)` on first use."""
+
+    def __init__(self, make: Callable[[Any], MicroBatcher]):
+        self.make = make
+        self._batchers: Dict[Hashable, MicroBatcher] = {}
+
+    def get(self, key: Hashable) -> MicroBatcher:
+        if key not in self._batchers:
+            self._batchers[key] = self.make(key)
+        return self._batchers[key]
+
+    def forget(self, drop: Callable[[Any], bool]) -> None:
+        """Let go of the batchers whose key `drop` accepts (their workers end when the loop does)."""
+        for key in [key for key in self._batchers if drop(key)]:
+            self._batchers.pop(key)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(batcher.close() for batcher in self._batchers.values()))
+
+
+__all__ = ["MicroBatcher", "MicroBatcherPool", "BatchFn"]

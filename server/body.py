@@ -7,7 +7,8 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData, UploadFile
 
-from server.errors import InvalidInputError, MalformedJsonError, UnsupportedMediaTypeError, describe_validation_errors
+from server.errors import (InvalidInputError, MalformedJsonError, ModalityMismatchError, UnsupportedMediaTypeError,
+                           describe_validation_errors)
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -57,6 +58,15 @@ async def read_form(request: Request, max_bytes: int) -> FormData:
     return await request.form(max_files=10_000, max_fields=1_000, max_part_size=max_bytes)
 
 
+async def read_image_form(request: Request, gallery: str, modality: str, max_bytes: int, send_instead: str) -> FormData:
+    """The multipart form of a request to an image gallery; to a text gallery, `ModalityMismatchError` saying what
+    JSON to send instead (`send_instead`, e.g. `{"text": ...} instead of an image`)."""
+    form = await read_form(request, max_bytes)
+    if modality != "image":
+        raise ModalityMismatchError(f"gallery {gallery!r} holds texts; send JSON {send_instead}")
+    return form
+
+
 async def form_files(form: FormData, field: str) -> List[Tuple[str, bytes]]:
     """(filename, bytes) of every file uploaded under `field`; a plain string there is an error."""
     files = []
@@ -75,4 +85,5 @@ def form_text(form: FormData, field: str) -> Any:
     return value
 
 
-__all__ = ["content_kind", "parse_json_model", "parse_json_list", "read_form", "form_files", "form_text"]
+__all__ = ["content_kind", "parse_json_model", "parse_json_list", "read_form", "read_image_form", "form_files",
+           "form_text"]

@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from server.errors import ForbiddenError, UnauthorizedError
+from server.evaluation import Evaluator
 from server.galleries import GalleryService
 from server.jobs import JobStore
 from server.model_registry import ModelRegistry
@@ -38,6 +39,10 @@ def get_searcher(services: ServicesDep) -> Searcher:
     return services.searcher
 
 
+def get_evaluator(services: ServicesDep) -> Evaluator:
+    return services.evaluator
+
+
 def get_registry(services: ServicesDep) -> ModelRegistry:
     return services.registry
 
@@ -49,6 +54,7 @@ def get_jobs(services: ServicesDep) -> JobStore:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 GalleriesDep = Annotated[GalleryService, Depends(get_galleries)]
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
+EvaluatorDep = Annotated[Evaluator, Depends(get_evaluator)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 JobsDep = Annotated[JobStore, Depends(get_jobs)]
 HeaderKeyDep = Annotated[Optional[str], Depends(api_key_header)]
@@ -76,5 +82,6 @@ def require_search_key(settings: SettingsDep, header_key: HeaderKeyDep, bearer: 
         _check_key(settings, header_key, bearer)
 
 
-__all__ = ["ServicesDep", "SettingsDep", "GalleriesDep", "SearcherDep", "RegistryDep", "JobsDep", "get_services",
+__all__ = ["ServicesDep", "SettingsDep", "GalleriesDep", "SearcherDep", "EvaluatorDep", "RegistryDep", "JobsDep",
+           "get_services",
            "get_settings", "require_api_key", "require_search_key"]

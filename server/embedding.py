@@ -1,13 +1,11 @@
 """Query embedding through one micro-batcher per model version."""
 
-import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 
-from server.batcher import MicroBatcher
+from server.batcher import MicroBatcher, MicroBatcherPool
 from server.metrics import ServerMetrics
 from server.model_registry import ModelRegistry
 from server.settings import Settings
@@ -21,26 +19,26 @@ class QueryEmbedder:
         self.settings = settings
         self.metrics = metrics
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="inference")
-        self._batchers: Dict[Tuple[str, int], MicroBatcher] = {}
+        self._batchers = MicroBatcherPool(self._new_batcher)
 
     def _embed_now(self, name: str, version: int, inputs: List[Any]) -> np.ndarray:
         return self.registry.bound_extractor(name, version).embed(inputs)
 
+    def _new_batcher(self, key: Tuple[str, int]) -> MicroBatcher:
+        name, version = key
+        return MicroBatcher(f"{name}:v{version}", lambda inputs: self._embed_now(name, version, inputs), self.executor,
+                            max_batch_size=self.settings.max_batch_size, max_wait_ms=self.settings.max_wait_ms,
+                            metrics=self.metrics)
+
     def batcher(self, name: str, version: int) -> MicroBatcher:
-        key = (name, version)
-        if key not in self._batchers:
-            self._batchers[key] = MicroBatcher(
-                f"{name}:v{version}", partial(self._embed_now, name, version), self.executor,
-                max_batch_size=self.settings.max_batch_size, max_wait_ms=self.settings.max_wait_ms,
-                metrics=self.metrics)
-        return self._batchers[key]
+        return self._batchers.get((name, version))
 
     async def embed(self, name: str, version: int, inputs: Sequence[Any]) -> np.ndarray:
         """Embed texts or decoded images with name/version, batched with other concurrent queries."""
         return await self.batcher(name, version).submit(inputs)
 
     async def close(self) -> None:
-        await asyncio.gather(*(batcher.close() for batcher in self._batchers.values()))
+        await self._batchers.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 

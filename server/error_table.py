@@ -13,10 +13,12 @@ from indexing import (GalleryError, GalleryExistsError, GalleryNotFoundError, In
 from oml.inference import InvalidInputError as UndecodableInputError
 from server.errors import (ApiError, ForbiddenError, InvalidInputError, MalformedJsonError, ModalityMismatchError,
                            UnauthorizedError, UnsupportedMediaTypeError)
+from server.evaluation import TooManyQueries
 from server.galleries import GalleryBusy, ItemNotFound
 from server.jobs import JobNotFound
 from server.model_registry import ModelNotFound, ModelUnavailable
-from server.search_service import KOutOfRange, RerankUnavailable
+from server.rerankers import RerankerMismatch
+from server.search_service import KOutOfRange, RerankTopNOutOfRange, RerankUnavailable
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,9 @@ ERROR_TABLE: Dict[Type[Exception], ErrorReply] = {
     JobNotFound: ErrorReply(404, "not_found"),
     ModelNotFound: ErrorReply(404, "not_found"),
     KOutOfRange: ErrorReply(422, "invalid_k"),
+    RerankTopNOutOfRange: ErrorReply(422, "invalid_request"),
+    RerankerMismatch: ErrorReply(422, "reranker_mismatch"),
+    TooManyQueries: ErrorReply(422, "too_many_queries"),
     RerankUnavailable: ErrorReply(501, "not_implemented"),
     ModelUnavailable: ErrorReply(503, "model_unavailable"),
     GalleryBusy: ErrorReply(503, "gallery_busy"),

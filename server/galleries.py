@@ -1,4 +1,5 @@
-"""Gallery service: the server's open galleries, item writes, searches and re-embedding on a model swap.
+"""Gallery service: the server's open galleries, item writes, reranker bindings, searches and re-embedding on a
+model swap.
 
 It raises `indexing` errors and its own (`GalleryBusy`, `ItemNotFound`), never HTTP ones; `server.error_table` says
 what each means to a client.
@@ -18,6 +19,7 @@ from indexing import (Gallery, GalleryExistsError, GalleryNotFoundError, Hit, In
 from server.jobs import JobStore
 from server.metrics import ServerMetrics
 from server.model_registry import Extractor, ModelRegistry
+from server.rerankers import check_reranker_fits
 from server.schemas import GalleryInfo, ItemOut
 from server.settings import Settings
 
@@ -34,13 +36,18 @@ class ItemNotFound(LookupError):
     """A gallery has no item with that key."""
 
 
+class VersionChanged(RuntimeError):
+    """The gallery switched model version between embedding the queries and reading its index or embeddings."""
+
+
 @dataclass(frozen=True)
 class Binding:
-    """The model version whose embeddings a gallery holds right now."""
+    """The model version whose embeddings a gallery holds right now, and the reranker it names."""
 
     model: str
     version: int
     modality: str
+    reranker: Optional[str] = None
 
 
 @contextmanager
@@ -95,13 +102,15 @@ class GalleryService:
 
     # ----- galleries -----
 
-    def create(self, name: str, model: str, index: str) -> GalleryInfo:
-        """A new empty gallery bound to the active version of `model`."""
+    def create(self, name: str, model: str, index: str, reranker: Optional[str] = None) -> GalleryInfo:
+        """A new empty gallery bound to the active version of `model`, refined by `reranker` if one is named."""
         version = self.registry.active_version(model)
         extractor = self.registry.get_extractor(model, version)
+        if reranker is not None:
+            self.check_reranker(reranker, name, Binding(model, version, extractor.modality))
         with self._lock:
             try:
-                gallery = Gallery.create(self.data_dir, name, extractor.manifest, index_spec=index)
+                gallery = Gallery.create(self.data_dir, name, extractor.manifest, index_spec=index, reranker=reranker)
             except GalleryExistsError:
                 raise GalleryExistsError(f"gallery {name!r} already exists") from None
             except IndexingError:
@@ -112,10 +121,26 @@ class GalleryService:
         logger.info("gallery %s created on %s v%s, index %s", name, model, version, index)
         return self._info(gallery)
 
+    def set_reranker(self, name: str, reranker: Optional[str]) -> GalleryInfo:
+        """Name the reranker of gallery `name` (None: none) once it fits the gallery (`check_reranker`)."""
+        gallery = self.gallery(name)
+        if reranker is not None:
+            self.check_reranker(reranker, name, _binding_of(gallery))
+        gallery.set_reranker(reranker)
+        logger.info("gallery %s: reranker %s", name, reranker)
+        return self._info(gallery)
+
+    def check_reranker(self, reranker: str, name: str, binding: Binding) -> None:
+        """`ModelNotFound` unless `reranker` is a reranker with a usable version; `RerankerMismatch` unless its
+        active version reranks the gallery's modality, model and (for embeddings) model version."""
+        spec = self.registry.reranker_spec(reranker, self.registry.active_version(reranker))
+        check_reranker_fits(spec, reranker, name, binding.model, binding.version, binding.modality)
+
     def _info(self, gallery: Gallery) -> GalleryInfo:
         info = gallery.info()
         self.metrics.gallery_size.labels(info["name"]).set(info["count"])
-        return GalleryInfo(**{field: info[field] for field in GalleryInfo.model_fields})
+        return GalleryInfo(reranker=gallery.manifest.reranker,
+                           **{field: info[field] for field in GalleryInfo.model_fields if field != "reranker"})
 
     def info(self, name: str) -> GalleryInfo:
         return self._info(self.gallery(name))
@@ -204,17 +229,28 @@ class GalleryService:
         if not self.gallery(name).delete(key):
             raise ItemNotFound(f"gallery {name!r} has no item with key {key!r}")
 
-    # ----- search -----
+    # ----- search, reranking and evaluation -----
 
-    def search(self, name: str, embeddings: np.ndarray, k: int, version: int) -> Optional[List[List[Hit]]]:
-        """Hits per query, or None when the gallery no longer holds embeddings of `version` (caller re-embeds)."""
+    def search(self, name: str, embeddings: np.ndarray, k: int, version: int) -> List[List[Hit]]:
+        """Hits per query; `VersionChanged` when the gallery no longer holds embeddings of `version` (caller
+        re-embeds)."""
         gallery = self.gallery(name)
-        if int(gallery.manifest.model_version) != version:
-            return None
-        hits = gallery.search(embeddings, k)
-        if int(gallery.manifest.model_version) != version:
-            return None  # swapped during the search: the hits may come from the new index
-        return hits
+        return _read_at_version(gallery, version, lambda: gallery.search(embeddings, k))
+
+    def item_embeddings(self, name: str, item_ids: Sequence[int], version: int) -> Dict[int, np.ndarray]:
+        """Stored embeddings of the items (deleted ones left out); `VersionChanged` as for `search`."""
+        gallery = self.gallery(name)
+        return _read_at_version(gallery, version, lambda: gallery.get_embeddings(item_ids))
+
+    def ground_truth(self, name: str, labels: Sequence[Any],
+                     exclude_keys: Optional[Sequence[Optional[str]]] = None) -> List[List[int]]:
+        """Per query, the ids of the gallery's items with its label, less the item of its excluded key."""
+        gallery = self.gallery(name)
+        by_label = gallery.ids_with_labels(labels)
+        keys = list(exclude_keys) if exclude_keys is not None else [None] * len(labels)
+        excluded = {key: item.item_id for key in set(keys) - {None} if (item := gallery.get(key)) is not None}
+        return [[item_id for item_id in by_label[label] if item_id != excluded.get(key)]
+                for label, key in zip(labels, keys)]
 
     # ----- model hot-swap (GalleryBindings) -----
 
@@ -238,9 +274,19 @@ class GalleryService:
                                            on_batch=stop_if_shutting_down)
 
 
+def _read_at_version(gallery: Gallery, version: int, read: Callable[[], Any]) -> Any:
+    """`read()` of a gallery holding embeddings of `version` before and after it (a swap in between could mix the
+    old and the new index), else `VersionChanged`."""
+    if int(gallery.manifest.model_version) == version:
+        result = read()
+        if int(gallery.manifest.model_version) == version:
+            return result
+    raise VersionChanged(f"gallery {gallery.name!r} is no longer on version {version}")
+
+
 def _binding_of(gallery: Gallery) -> Binding:
     manifest = gallery.manifest
-    return Binding(manifest.model_name, int(manifest.model_version), manifest.modality)
+    return Binding(manifest.model_name, int(manifest.model_version), manifest.modality, manifest.reranker)
 
 
-__all__ = ["GalleryService", "Binding", "GalleryBusy", "ItemNotFound"]
+__all__ = ["GalleryService", "Binding", "GalleryBusy", "ItemNotFound", "VersionChanged"]

@@ -3,6 +3,10 @@
 Layout: `models/<name>/<version>/` (an artifact folder, see `oml.artifact`), and `models/<name>/ACTIVE` holding
 the active version number, written atomically so the choice survives restarts. A version folder whose manifest
 cannot be read is listed as failed, with the reason.
+
+A model is of one kind, named by its manifests: an extractor (embeds queries and gallery items) or a reranker
+(scores (query, item) pairs, `server.rerankers`). Both are loaded, probed, hot-loaded and activated the same way;
+only activating an extractor re-embeds the galleries bound to it.
 """
 
 import logging
@@ -20,7 +24,8 @@ from oml.artifact import ModelManifest, artifact_dir_for, list_models, list_vers
 from oml.inference import OnnxExtractor
 from oml.utils.atomic import atomic_write_text
 from server.metrics import ServerMetrics
-from server.schemas import ModelInfo, ModelVersionInfo
+from server.rerankers import Reranker, RerankerLoader, RerankerSpec, load_reranker, probe_reranker
+from server.schemas import ModelInfo, ModelVersionInfo, RerankerInfo
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +81,12 @@ class VersionState:
     error: Optional[str] = None
     modality: Optional[str] = None
     embedding_size: Optional[int] = None
+    kind: Optional[str] = None  # extractor | reranker; None while the manifest is unreadable
+    reranker: Optional[RerankerSpec] = None
 
     def read_manifest(self, name: str) -> "VersionState":
-        """Fill modality and size from the folder's manifest; a bad or foreign manifest marks the version failed."""
+        """Fill kind, modality and size from the folder's manifest; a bad or foreign manifest marks the version
+        failed."""
         try:
             manifest = ModelManifest.load(self.path)
         except Exception as error:  # any unreadable manifest makes the version unusable, named in its status
@@ -86,6 +94,8 @@ class VersionState:
             return self
         self.state, self.error = "available", None
         self.modality, self.embedding_size = manifest.modality, int(manifest.embedding_size)
+        self.kind = manifest.kind
+        self.reranker = RerankerSpec.of(manifest) if manifest.kind == "reranker" else None
         if manifest.name != name or int(manifest.version) != self.version:
             self.state = "failed"
             self.error = f"manifest says {manifest.name} v{manifest.version} but the folder is {name}/{self.version}"
@@ -97,6 +107,12 @@ class ModelState:
     name: str
     versions: Dict[int, VersionState]
     active_version: Optional[int] = None
+
+    @property
+    def kind(self) -> str:
+        """The kind of the model's lowest readable version: every version of a model must be of that kind."""
+        kinds = [state.kind for _, state in sorted(self.versions.items()) if state.kind is not None]
+        return kinds[0] if kinds else "extractor"
 
 
 def load_extractor(path: Path, num_threads: Optional[int]) -> Extractor:
@@ -139,14 +155,15 @@ class ModelRegistry:
     """
 
     def __init__(self, models_dir: Path, num_threads: Optional[int] = None, metrics: Optional[ServerMetrics] = None,
-                 loader: ExtractorLoader = load_extractor):
+                 loader: ExtractorLoader = load_extractor, reranker_loader: RerankerLoader = load_reranker):
         self.models_dir = Path(models_dir)
         self.num_threads = num_threads
         self.metrics = metrics
         self.loader = loader
+        self.reranker_loader = reranker_loader
         self.bindings: Optional[GalleryBindings] = None
         self._models: Dict[str, ModelState] = {}
-        self._extractors: Dict[Tuple[str, int], Extractor] = {}
+        self._loaded: Dict[Tuple[str, int], Any] = {}  # (name, version) -> Extractor or Reranker
         self._lock = threading.RLock()
         self._load_locks: Dict[Tuple[str, int], threading.Lock] = {}
         self._activations = ThreadPoolExecutor(max_workers=1, thread_name_prefix="activation")
@@ -167,7 +184,7 @@ class ModelRegistry:
                     if version in model.versions:
                         continue
                     path = artifact_dir_for(self.models_dir, name, version)
-                    model.versions[version] = VersionState(version=version, path=path).read_manifest(name)
+                    model.versions[version] = _of_the_model_kind(model, VersionState(version, path).read_manifest(name))
                 new.append((name, version))
         return new
 
@@ -275,7 +292,7 @@ class ModelRegistry:
             return False
         with self._lock:
             active = [(m.name, m.active_version) for m in self._models.values() if m.active_version is not None]
-            return bool(active) and all(key in self._extractors for key in active)
+            return bool(active) and all(key in self._loaded for key in active)
 
     def describe(self) -> List[ModelInfo]:
         """Every model with its versions, states, active version and the version being activated."""
@@ -286,12 +303,14 @@ class ModelRegistry:
         active = model.versions.get(model.active_version) if model.active_version is not None else None
         versions = [ModelVersionInfo(version=version, state=state.state, error=state.error, modality=state.modality,
                                      embedding_size=state.embedding_size,
-                                     loaded=(model.name, version) in self._extractors,
+                                     loaded=(model.name, version) in self._loaded,
                                      active=version == model.active_version)
                     for version, state in sorted(model.versions.items())]
-        return ModelInfo(name=model.name, active_version=model.active_version,
+        spec = active.reranker if active else None
+        return ModelInfo(name=model.name, kind=model.kind, active_version=model.active_version,
                          modality=active.modality if active else None,
                          embedding_size=active.embedding_size if active else None,
+                         reranker=RerankerInfo.of(spec) if spec is not None else None,
                          activating_version=self.activation_in_progress(model.name), versions=versions)
 
     def active_versions(self) -> Dict[str, Optional[int]]:
@@ -303,51 +322,94 @@ class ModelRegistry:
 
     def get_extractor(self, name: str, version: int) -> Extractor:
         """The loaded extractor of name/version, loading (and checking) it first if needed."""
-        with self._lock:
-            extractor = self._extractors.get((name, version))
-        if extractor is not None:
-            return extractor
-        return self._load_and_check(name, version)
+        self._require_kind(name, "extractor")
+        return self._get_loaded(name, version)
+
+    def get_reranker(self, name: str, version: int) -> Reranker:
+        """The loaded reranker of name/version, loading (and checking) it first if needed."""
+        self._require_kind(name, "reranker")
+        return self._get_loaded(name, version)
+
+    def reranker_spec(self, name: str, version: int) -> RerankerSpec:
+        """What the manifest of reranker name/version says it reranks, without loading it."""
+        self._require_kind(name, "reranker")
+        spec = self.version_state(name, version).reranker
+        if spec is None:
+            raise ModelUnavailable(f"reranker {name} v{version} has no readable manifest")
+        return spec
 
     def bound_extractor(self, name: str, version: int) -> Extractor:
         """The extractor of a gallery bound to name/version. The gallery exists, so a model or version missing from
         the models folder means the model cannot serve it, not that the client named a wrong one."""
+        return self._bound(self.get_extractor, name, version)
+
+    def bound_reranker(self, name: str, version: int) -> Reranker:
+        """The reranker a gallery names, at name/version; missing means it cannot serve, as for `bound_extractor`."""
+        return self._bound(self.get_reranker, name, version)
+
+    @staticmethod
+    def _bound(get: Callable[[str, int], Any], name: str, version: int) -> Any:
         try:
-            return self.get_extractor(name, version)
+            return get(name, version)
         except ModelNotFound as error:
             raise ModelUnavailable(f"the gallery's model {name} v{version} cannot serve: {error}") from error
 
-    def _load_and_check(self, name: str, version: int) -> Extractor:
+    def _require_kind(self, name: str, kind: str) -> None:
+        model_kind = self.model(name).kind
+        if model_kind != kind:
+            raise ModelNotFound(f"model {name!r} is {_a(model_kind)}, not {_a(kind)}")
+
+    def _get_loaded(self, name: str, version: int) -> Any:
+        with self._lock:
+            loaded = self._loaded.get((name, version))
+        if loaded is not None:
+            return loaded
+        return self._load_and_check(name, version)
+
+    def _load_and_check(self, name: str, version: int) -> Any:
         state = self.version_state(name, version)
         with self._lock:
             load_lock = self._load_locks.setdefault((name, version), threading.Lock())
         with load_lock:
             with self._lock:
-                if (name, version) in self._extractors:
-                    return self._extractors[(name, version)]
+                if (name, version) in self._loaded:
+                    return self._loaded[(name, version)]
             if state.state == "failed" and state.error:
                 raise ModelUnavailable(f"model {name} v{version} failed its checks: {state.error}")
             previous = state.state
             state.state, state.error = "loading", None
             started = time.perf_counter()
             try:
-                extractor = self.loader(state.path, self.num_threads)
-                if extractor.embedding_size != state.embedding_size:
-                    raise ValueError(f"loaded model has embedding size {extractor.embedding_size}, "
-                                     f"manifest says {state.embedding_size}")
-                probe_extractor(extractor, int(state.embedding_size))
+                loaded = self._load_reranker(state) if state.kind == "reranker" else self._load_extractor(state)
             except Exception as error:
                 state.state, state.error = "failed", f"{type(error).__name__}: {error}"
                 logger.error("model %s v%s refused: %s", name, version, state.error)
                 raise ModelUnavailable(f"model {name} v{version} failed its checks: {state.error}") from error
             with self._lock:
-                self._extractors[(name, version)] = extractor
+                self._loaded[(name, version)] = loaded
                 state.state = "ready" if previous != "reembedding" else previous
             if self.metrics is not None:
                 self.metrics.model_loaded.labels(name, str(version)).set(1)
-            logger.info("model %s v%s loaded and checked in %.1f s (%s, size %s)", name, version,
+            logger.info("%s %s v%s loaded and checked in %.1f s (%s, size %s)", state.kind, name, version,
                         time.perf_counter() - started, state.modality, state.embedding_size)
-            return extractor
+            return loaded
+
+    def _load_extractor(self, state: VersionState) -> Extractor:
+        extractor = self.loader(state.path, self.num_threads)
+        if extractor.embedding_size != state.embedding_size:
+            raise ValueError(f"loaded model has embedding size {extractor.embedding_size}, "
+                             f"manifest says {state.embedding_size}")
+        probe_extractor(extractor, int(state.embedding_size))
+        return extractor
+
+    def _load_reranker(self, state: VersionState) -> Reranker:
+        reranker = self.reranker_loader(state.path, self.num_threads)
+        loaded = RerankerSpec(reranker.input_kind, reranker.modality, reranker.extractor_name,
+                              int(reranker.extractor_version), int(reranker.top_n))
+        if loaded != state.reranker:
+            raise ValueError(f"loaded reranker says {loaded}, its manifest {state.reranker}")
+        probe_reranker(reranker, int(state.embedding_size))
+        return reranker
 
     def _publish_version(self, name: str) -> None:
         if self.metrics is not None and self._models[name].active_version is not None:
@@ -370,7 +432,8 @@ class ModelRegistry:
         state = self.version_state(name, version)
         with self._lock:
             if state.state == "failed":
-                state.read_manifest(name)  # an explicit request retries a failed version, its manifest read again
+                # an explicit request retries a failed version, its manifest read again
+                _of_the_model_kind(self.model(name), state.read_manifest(name))
             running = self._activation_futures.get(name)
             if running is not None and not running.done() and getattr(running, "version", None) == version:
                 return running
@@ -388,14 +451,17 @@ class ModelRegistry:
     def _activate_now(self, name: str, version: int) -> None:
         model = self.model(name)
         state = model.versions[version]
+        reembeds = state.kind == "extractor"  # a reranker scores pairs: nothing stored depends on its version
         try:
-            extractor = self._load_and_check(name, version)
-            state.state = "reembedding"
-            self._reembed_bound(name, version, extractor)
+            loaded = self._load_and_check(name, version)
+            if reembeds:
+                state.state = "reembedding"
+                self._reembed_bound(name, version, loaded)
             with self._lock:
                 model.active_version = version
             write_active_version(self.models_dir / name, version)
-            self._reembed_bound(name, version, extractor)  # galleries created while the first pass ran
+            if reembeds:
+                self._reembed_bound(name, version, loaded)  # galleries created while the first pass ran
             state.state = "ready"
         except Exception as error:
             if state.state != "failed":
@@ -426,14 +492,26 @@ class ModelRegistry:
         in_use = {v for _, v in self.bindings.bound_galleries(name)} if self.bindings is not None else set()
         with self._lock:
             model = self._models[name]
-            for (model_name, version) in list(self._extractors):
+            for (model_name, version) in list(self._loaded):
                 if model_name == name and version != model.active_version and version not in in_use:
-                    del self._extractors[(model_name, version)]
+                    del self._loaded[(model_name, version)]
                     if model.versions[version].state == "ready":
                         model.versions[version].state = "available"
                     if self.metrics is not None:
                         self.metrics.model_loaded.labels(name, str(version)).set(0)
                     logger.info("model %s v%s unloaded: no gallery uses it", name, version)
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind[0] in "aeiou" else f"a {kind}"
+
+
+def _of_the_model_kind(model: ModelState, state: VersionState) -> VersionState:
+    """`state`, marked failed when its kind differs from the model's: extractors and rerankers never share a name."""
+    if state.kind is not None and model.versions and state.kind != model.kind:
+        state.state = "failed"
+        state.error = f"version {state.version} is {_a(state.kind)} but model {model.name!r} is {_a(model.kind)}"
+    return state
 
 
 __all__ = ["ModelRegistry", "ModelNotFound", "ModelUnavailable", "Extractor", "ExtractorLoader", "GalleryBindings",

@@ -37,16 +37,40 @@ class ModelVersionInfo(BaseModel):
     active: bool
 
 
+class ModelRef(BaseModel):
+    """A model version by name and number."""
+
+    name: str
+    version: int
+    model_config = ConfigDict(from_attributes=True)
+
+
+class RerankerInfo(BaseModel):
+    """What a reranker version takes per pair and whose retrieval it reranks (its manifest's `reranker`)."""
+
+    input: str = Field(description="embeddings | texts | images: what it scores per (query, item) pair")
+    extractor: ModelRef = Field(description="the extractor whose retrieval it reranks")
+    top_n: int = Field(description="hits per query it re-scores unless a search asks for another rerank_top_n")
+
+    @classmethod
+    def of(cls, spec: Any) -> "RerankerInfo":
+        """From a `server.rerankers.RerankerSpec`."""
+        return cls(input=spec.input_kind, extractor=ModelRef(name=spec.extractor_name, version=spec.extractor_version),
+                   top_n=spec.top_n)
+
+
 class ModelInfo(BaseModel):
     name: str
+    kind: str = Field("extractor", description="extractor (embeds) | reranker (scores query-item pairs)")
     active_version: Optional[int]
     modality: Optional[str]
     embedding_size: Optional[int]
+    reranker: Optional[RerankerInfo] = Field(None, description="a reranker's active version: input, extractor, top_n")
     activating_version: Optional[int] = Field(None, description="version being activated in the background, if any")
     versions: List[ModelVersionInfo]
     model_config = ConfigDict(json_schema_extra={"example": {
-        "name": "minilm_l6", "active_version": 1, "modality": "text", "embedding_size": 384,
-        "activating_version": None,
+        "name": "minilm_l6", "kind": "extractor", "active_version": 1, "modality": "text", "embedding_size": 384,
+        "reranker": None, "activating_version": None,
         "versions": [{"version": 1, "state": "ready", "error": None, "modality": "text", "embedding_size": 384,
                       "loaded": True, "active": True}]}})
 
@@ -68,13 +92,25 @@ class ActivateResponse(BaseModel):
                                                              "state": "activating"}})
 
 
+RERANKER_FIELD = ("reranker model that refines this gallery's searches with rerank=true; it must rerank the "
+                  "gallery's model (and, for a reranker of embeddings, its version) and modality")
+
+
 class GalleryCreate(BaseModel):
     name: str = Field(pattern=NAME_REGEX, description=NAME_RULE)
     model: str = Field(pattern=NAME_REGEX, description="model name; the gallery uses its active version")
     index: str = Field("exact", min_length=1, max_length=100,
                        description="'exact' or a FAISS factory string such as 'Flat', 'HNSW32', 'IVF1024,Flat'")
+    reranker: Optional[str] = Field(None, pattern=NAME_REGEX, description=RERANKER_FIELD)
     model_config = ConfigDict(json_schema_extra={"example": {"name": "packages", "model": "minilm_l6",
-                                                             "index": "exact"}})
+                                                             "index": "exact", "reranker": "minilm_l6_pairs"}})
+
+
+class GalleryUpdate(BaseModel):
+    """`PATCH /galleries/{name}`: name the gallery's reranker, or null to drop it."""
+
+    reranker: Optional[str] = Field(pattern=NAME_REGEX, description=RERANKER_FIELD + "; null: none")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"reranker": "minilm_l6_pairs"}})
 
 
 class GalleryInfo(BaseModel):
@@ -85,9 +121,10 @@ class GalleryInfo(BaseModel):
     embedding_size: int
     index: str
     count: int
+    reranker: Optional[str] = Field(None, description="the gallery's reranker model (null when it has none)")
     model_config = ConfigDict(json_schema_extra={"example": {
         "name": "packages", "model": "minilm_l6", "model_version": 1, "modality": "text", "embedding_size": 384,
-        "index": "exact", "count": 3}})
+        "index": "exact", "count": 3, "reranker": "minilm_l6_pairs"}})
 
 
 class GalleriesResponse(BaseModel):
@@ -168,7 +205,10 @@ class SearchRequest(BaseModel):
     text: Optional[str] = Field(None, description="one query text")
     texts: Optional[List[str]] = Field(None, min_length=1, description="several query texts")
     k: StrictInt = Field(10, description="neighbours per query (1..max_k)")
-    rerank: bool = Field(False, description="refine the top-k with the configured postprocessor")
+    rerank: bool = Field(False, description="re-score the first hits of each query with the gallery's reranker "
+                                            "(or the server's postprocessor when the gallery names none)")
+    rerank_top_n: Optional[StrictInt] = Field(None, ge=1, description="hits per query to re-score (default: the "
+                                                                      "reranker's top_n; above k: k)")
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"text": "text editor", "k": 3}})
 
     @model_validator(mode="after")
@@ -192,15 +232,65 @@ class SearchResponse(BaseModel):
     gallery: str
     model: str
     model_version: int = Field(description="the model version that embedded the queries and the gallery")
-    results: List[List[HitOut]] = Field(description="one list of hits per query, nearest first")
+    reranked: bool = Field(False, description="whether the hits were re-scored (rerank=true)")
+    reranker: Optional[ModelRef] = Field(None, description="the reranker version that re-scored them; null when not "
+                                                           "reranked or reranked by the server's postprocessor")
+    results: List[List[HitOut]] = Field(description="one list of hits per query, nearest first; reranked hits carry "
+                                                    "the reranker's score as distance")
     model_config = ConfigDict(json_schema_extra={"example": {
-        "gallery": "packages", "model": "minilm_l6", "model_version": 1,
-        "results": [[{"key": "vim", "label": "editors", "distance": 0.91, "payload": {"section": "editors"}}]]}})
+        "gallery": "packages", "model": "minilm_l6", "model_version": 1, "reranked": True,
+        "reranker": {"name": "minilm_l6_pairs", "version": 1},
+        "results": [[{"key": "vim", "label": "editors", "distance": 0.12, "payload": {"section": "editors"}}]]}})
+
+
+class EvaluateQuery(BaseModel):
+    """One labelled query: its ground truth is every gallery item with the same label."""
+
+    text: str = Field(description="the query text (text galleries)")
+    label: Union[StrictInt, StrictStr] = Field(description="the query's class label")
+    model_config = ConfigDict(extra="forbid")
+
+
+class EvaluateRequest(BaseModel):
+    queries: List[EvaluateQuery] = Field(min_length=1)
+    k: StrictInt = Field(10, description="hits per query (1..max_k); metrics at 1, 3, 5, 10 clipped to k")
+    rerank: bool = Field(False, description="evaluate the reranked hits (as search with rerank=true)")
+    rerank_top_n: Optional[StrictInt] = Field(None, ge=1, description="as in search")
+    exclude_keys: Optional[List[Optional[str]]] = Field(
+        None, description="one entry per query: the key of an item to leave out of its hits and ground truth (e.g. "
+                          "the query's own item), or null")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "queries": [{"text": "text editor", "label": "editors"}, {"text": "download files", "label": "web"}],
+        "k": 5, "rerank": False, "exclude_keys": ["vim", None]}})
+
+    @model_validator(mode="after")
+    def _one_exclusion_per_query(self) -> "EvaluateRequest":
+        if self.exclude_keys is not None and len(self.exclude_keys) != len(self.queries):
+            raise ValueError(f"exclude_keys has {len(self.exclude_keys)} entries for {len(self.queries)} queries")
+        return self
+
+
+class EvaluateResponse(BaseModel):
+    gallery: str
+    model: str
+    model_version: int
+    reranked: bool
+    reranker: Optional[ModelRef]
+    n_queries: int
+    k: int
+    metrics: Dict[str, Dict[str, Dict[str, float]]] = Field(
+        description="`oml.metrics.retrieval_report`: {\"OVERALL\": {\"cmc\": {\"1\": ...}, \"precision\": ..., "
+                    "\"map\": ..., \"fnmr@fmr\": {\"0.1\": ...}}}")
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "gallery": "packages", "model": "minilm_l6", "model_version": 1, "reranked": False, "reranker": None,
+        "n_queries": 2, "k": 5, "metrics": {"OVERALL": {
+            "cmc": {"1": 0.5, "3": 1.0, "5": 1.0}, "precision": {"1": 0.5, "3": 0.75, "5": 0.75},
+            "map": {"1": 0.5, "3": 0.75, "5": 0.75}, "fnmr@fmr": {"0.1": 0.5, "0.01": 0.5}}}}})
 
 
 __all__ = [
     "ErrorResponse", "HealthResponse", "ReadyResponse", "ModelVersionInfo", "ModelInfo", "ModelsResponse",
-    "ActivateRequest", "ActivateResponse", "GalleryCreate", "GalleryInfo", "GalleriesResponse", "ItemIn",
-    "ItemsRequest", "ItemMeta", "ItemsAccepted", "ItemOut", "DeletedResponse", "JobInfo", "SearchRequest", "HitOut",
-    "SearchResponse",
+    "ActivateRequest", "ActivateResponse", "GalleryCreate", "GalleryUpdate", "GalleryInfo", "GalleriesResponse",
+    "ItemIn", "ItemsRequest", "ItemMeta", "ItemsAccepted", "ItemOut", "DeletedResponse", "JobInfo", "SearchRequest",
+    "HitOut", "SearchResponse", "ModelRef", "RerankerInfo", "EvaluateQuery", "EvaluateRequest", "EvaluateResponse",
 ]

@@ -6,18 +6,17 @@ import importlib
 import json
 import logging
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 
 from indexing import Hit
 from oml.interfaces.retrieval import IRetrievalPostprocessor
-from oml.retrieval import RetrievalResults
-from server.batcher import MicroBatcher
+from server.batcher import MicroBatcher, MicroBatcherPool
 from server.embedding import QueryEmbedder
-from server.galleries import Binding, GalleryBusy, GalleryService
+from server.galleries import Binding, GalleryBusy, GalleryService, VersionChanged
+from server.hit_rows import from_retrieval_results, to_retrieval_results
+from server.reranking import HitReranker, VersionRef
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,38 +28,43 @@ class KOutOfRange(ValueError):
     """A search asked for fewer than 1 or more than `max_k` neighbours."""
 
 
+class RerankTopNOutOfRange(ValueError):
+    """A search asked to rerank fewer than 1 hit per query."""
+
+
 class RerankUnavailable(RuntimeError):
-    """A search asked for rerank but the server has no reranking postprocessor."""
-
-
-class VersionChanged(RuntimeError):
-    """The gallery switched model version between embedding the queries and searching."""
+    """A search asked for rerank but its gallery names no reranker and the server has no reranking postprocessor."""
 
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The hits of each query, nearest first, and the model version that embedded queries and gallery."""
+    """The hits of each query, nearest first, the model version that embedded queries and gallery, and whether (and
+    with which reranker version) the hits were reranked."""
 
     gallery: str
     model: str
     model_version: int
     hits: List[List[Hit]]
+    reranked: bool = False
+    reranker: Optional[VersionRef] = None
 
 
 class Searcher:
     """Answers searches so that the query and the gallery are always embedded by the same model version.
 
-    Both stages are micro-batched: queries for one model version share an ONNX Runtime call, and queries for one
-    gallery share an index search (one matrix product instead of one per request).
+    Every stage is micro-batched: queries for one model version share an ONNX Runtime call, queries for one
+    gallery share an index search (one matrix product instead of one per request), and the pairs to rerank with one
+    reranker version share a scoring call.
     """
 
     def __init__(self, galleries: GalleryService, embedder: QueryEmbedder, settings: Settings,
-                 postprocessor: Optional[IRetrievalPostprocessor] = None):
+                 reranker: HitReranker, postprocessor: Optional[IRetrievalPostprocessor] = None):
         self.galleries = galleries
         self.embedder = embedder
         self.settings = settings
+        self.reranker = reranker
         self.postprocessor = postprocessor
-        self._search_batchers: Dict[Tuple[str, int], MicroBatcher] = {}
+        self._search_batchers = MicroBatcherPool(self._new_search_batcher)
 
     async def binding(self, gallery_name: str) -> Binding:
         """The gallery's model binding; opening a gallery reads files, so only that runs in a thread."""
@@ -78,55 +82,65 @@ class Searcher:
     def _search_now(self, gallery_name: str, version: int, inputs: List[Tuple[np.ndarray, int]]) -> List[List[Hit]]:
         queries = np.stack([row for row, _ in inputs])
         hits = self.galleries.search(gallery_name, queries, max(k for _, k in inputs), version)
-        if hits is None:
-            raise VersionChanged(f"gallery {gallery_name!r} is no longer on version {version}")
         return [row[:k] for row, (_, k) in zip(hits, inputs)]
 
-    def _search_batcher(self, gallery_name: str, version: int) -> MicroBatcher:
-        key = (gallery_name, version)
-        if key not in self._search_batchers:
-            self._search_batchers[key] = MicroBatcher(
-                f"search:{gallery_name}:v{version}", partial(self._search_now, gallery_name, version),
-                self.embedder.executor, max_batch_size=self.settings.max_batch_size, max_wait_ms=0.0)
-        return self._search_batchers[key]
+    def _new_search_batcher(self, key: Tuple[str, int]) -> MicroBatcher:
+        gallery_name, version = key
+        return MicroBatcher(f"search:{gallery_name}:v{version}",
+                            lambda inputs: self._search_now(gallery_name, version, inputs), self.embedder.executor,
+                            max_batch_size=self.settings.max_batch_size, max_wait_ms=0.0)
 
-    async def search(self, gallery_name: str, queries: Sequence[Any], k: int, rerank: bool) -> SearchResult:
-        """Embed `queries` and find the k nearest items of each."""
+    async def search(self, gallery_name: str, queries: Sequence[Any], k: int, rerank: bool = False,
+                     rerank_top_n: Optional[int] = None,
+                     exclude_keys: Optional[Sequence[Optional[str]]] = None) -> SearchResult:
+        """Embed `queries` and find the k nearest items of each; with `rerank`, re-score each query's first
+        `rerank_top_n` hits with the gallery's reranker (or hand all hits to the server's postprocessor when the
+        gallery names none). `exclude_keys[i]`, when given, is an item left out of query i's hits."""
         self.check_k_within_limit(k)
-        if rerank and self.postprocessor is None:
-            raise RerankUnavailable("rerank is not available: no reranking postprocessor is configured on this "
-                                    "server yet; send rerank=false")
+        if rerank_top_n is not None and rerank_top_n < 1:
+            raise RerankTopNOutOfRange(f"rerank_top_n must be at least 1, got {rerank_top_n}")
+        queries = list(queries)
         for _ in range(SWAP_RETRIES):
             binding = await self.binding(gallery_name)
-            embeddings = await self.embedder.embed(binding.model, binding.version, list(queries))
+            if rerank and binding.reranker is None and self.postprocessor is None:
+                raise RerankUnavailable(f"rerank is not available: gallery {gallery_name!r} names no reranker (set "
+                                        "one with PATCH /galleries/{name}) and the server has no postprocessor; "
+                                        "send rerank=false")
             try:
-                hits = await self._search_batcher(gallery_name, binding.version).submit(
-                    [(row, k) for row in embeddings])
-                break
+                return await self._search_once(gallery_name, binding, queries, k, rerank, rerank_top_n, exclude_keys)
             except VersionChanged:
                 continue
-        else:
-            raise GalleryBusy(f"gallery {gallery_name!r} kept switching model versions; retry the search")
+        raise GalleryBusy(f"gallery {gallery_name!r} kept switching model versions; retry the search")
+
+    async def _search_once(self, gallery_name: str, binding: Binding, queries: List[Any], k: int, rerank: bool,
+                           rerank_top_n: Optional[int],
+                           exclude_keys: Optional[Sequence[Optional[str]]]) -> SearchResult:
+        embeddings = await self.embedder.embed(binding.model, binding.version, queries)
+        fetch = k + 1 if exclude_keys is not None else k
+        hits = await self._search_batchers.get((gallery_name, binding.version)).submit(
+            [(row, fetch) for row in embeddings])
+        if exclude_keys is not None:
+            hits = [[hit for hit in row if hit.key != key][:k] for row, key in zip(hits, exclude_keys)]
+        result = SearchResult(gallery=gallery_name, model=binding.model, model_version=binding.version,
+                              hits=list(hits), reranked=rerank)
+        if rerank and binding.reranker is not None:
+            reranked = await self.reranker.rerank(gallery_name, binding, queries, embeddings, result.hits,
+                                                  rerank_top_n)
+            return dataclasses.replace(result, hits=reranked.hits, reranker=reranked.reranker)
         if rerank:
-            hits = await asyncio.to_thread(self.postprocess, hits)
-        return SearchResult(gallery=gallery_name, model=binding.model, model_version=binding.version, hits=list(hits))
+            return dataclasses.replace(result, hits=await asyncio.to_thread(self.postprocess, result.hits))
+        return result
 
     def forget_gallery(self, gallery_name: str) -> None:
         """Drop the search batchers of a deleted gallery."""
-        for key in [key for key in self._search_batchers if key[0] == gallery_name]:
-            self._search_batchers.pop(key)
+        self._search_batchers.forget(lambda key: key[0] == gallery_name)
+
+    async def close(self) -> None:
+        await self._search_batchers.close()
 
     def postprocess(self, hits: List[List[Hit]]) -> List[List[Hit]]:
         """Hand the hits to the `IRetrievalPostprocessor` as `RetrievalResults` and map its answer back to hits."""
-        by_id = {hit.item_id: hit for row in hits for hit in row}
-        retrieved = RetrievalResults(
-            distances=[torch.tensor([hit.distance for hit in row], dtype=torch.float32) for row in hits],
-            retrieved_ids=[torch.tensor([hit.item_id for hit in row], dtype=torch.long) for row in hits],
-            gt_ids=None)
-        refined = self.postprocessor.process(retrieved)
-        return [[dataclasses.replace(by_id[int(item_id)], distance=float(distance))
-                 for distance, item_id in zip(distances.tolist(), ids.tolist())]
-                for distances, ids in zip(refined.distances, refined.retrieved_ids)]
+        return from_retrieval_results(self.postprocessor.process(to_retrieval_results(hits)), hits)
 
 
 def load_postprocessor(spec: Optional[str], args_json: Optional[str]) -> Optional[IRetrievalPostprocessor]:
@@ -151,4 +165,5 @@ def load_postprocessor(spec: Optional[str], args_json: Optional[str]) -> Optiona
     return postprocessor
 
 
-__all__ = ["Searcher", "SearchResult", "KOutOfRange", "RerankUnavailable", "VersionChanged", "load_postprocessor"]
+__all__ = ["Searcher", "SearchResult", "KOutOfRange", "RerankTopNOutOfRange", "RerankUnavailable", "VersionChanged",
+           "load_postprocessor"]

@@ -3,10 +3,14 @@
 from dataclasses import dataclass
 
 from server.embedding import QueryEmbedder
+from server.evaluation import Evaluator
 from server.galleries import GalleryService
 from server.jobs import JobStore
 from server.metrics import ServerMetrics
 from server.model_registry import ExtractorLoader, ModelRegistry, load_extractor
+from server.rerankers import RerankerLoader, load_reranker
+from server.reranking import HitReranker
+from server.scoring import PairScorer
 from server.search_service import Searcher, load_postprocessor
 from server.settings import Settings
 
@@ -21,29 +25,39 @@ class Services:
     galleries: GalleryService
     jobs: JobStore
     embedder: QueryEmbedder
+    scorer: PairScorer
     searcher: Searcher
+    evaluator: Evaluator
 
     async def close(self) -> None:
         """Stop watching models, let a running job end at its next chunk, stop the batchers, close the galleries."""
         self.registry.close()
         self.jobs.close()
-        await self.embedder.close()
+        await self.searcher.close()
+        await self.scorer.close()
+        await self.embedder.close()  # last: it owns the inference threads the other batchers use
         self.galleries.close()
 
 
-def build_services(settings: Settings, loader: ExtractorLoader = load_extractor) -> Services:
-    """Wire the services; `loader` turns a model version folder into an extractor (tests pass a fake one)."""
+def build_services(settings: Settings, loader: ExtractorLoader = load_extractor,
+                   reranker_loader: RerankerLoader = load_reranker) -> Services:
+    """Wire the services; `loader` and `reranker_loader` turn a model version folder into an extractor or a
+    reranker (tests pass fakes)."""
     metrics = ServerMetrics()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    registry = ModelRegistry(settings.models_dir, num_threads=settings.num_threads, metrics=metrics, loader=loader)
+    registry = ModelRegistry(settings.models_dir, num_threads=settings.num_threads, metrics=metrics, loader=loader,
+                             reranker_loader=reranker_loader)
     jobs = JobStore(settings.data_dir)
     galleries = GalleryService(settings, registry, jobs, metrics)
     registry.bindings = galleries
     embedder = QueryEmbedder(registry, settings, metrics)
+    scorer = PairScorer(registry, settings, metrics, embedder.executor)
     postprocessor = settings.extra.get("postprocessor") or load_postprocessor(settings.postprocessor,
                                                                               settings.postprocessor_args)
+    searcher = Searcher(galleries, embedder, settings, HitReranker(registry, galleries, scorer), postprocessor)
     return Services(settings=settings, metrics=metrics, registry=registry, galleries=galleries, jobs=jobs,
-                    embedder=embedder, searcher=Searcher(galleries, embedder, settings, postprocessor))
+                    embedder=embedder, scorer=scorer, searcher=searcher,
+                    evaluator=Evaluator(searcher, galleries, settings))
 
 
 __all__ = ["Services", "build_services"]

@@ -48,12 +48,14 @@ class Settings(BaseSettings):
     protect_search: Flag = False
     access_log: Flag = True
     max_batch_size: AtLeastOne = 32
+    max_rerank_batch_size: AtLeastOne = Field(256, description="(query, item) pairs per reranker call")
     max_wait_ms: NonNegativeFloat = 3.0
     max_upload_bytes: AtLeastOne = 10 * 1024 * 1024
     max_image_pixels: AtLeastOne = 40_000_000
     max_text_chars: AtLeastOne = 2000
     max_texts_per_query: AtLeastOne = 64
     max_k: AtLeastOne = 100
+    max_evaluate_queries: AtLeastOne = Field(1000, description="labelled queries per evaluate request")
     sync_items_limit: NonNegativeInt = 64
     job_chunk_size: AtLeastOne = 64
     watch_interval_s: NonNegativeFloat = Field(2.0, description="seconds between scans of the models folder; 0: off")

@@ -6,34 +6,25 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from indexing import Item
-from server.body import content_kind, form_files, form_text, parse_json_list, parse_json_model, read_form
+from server.body import content_kind, form_files, form_text, parse_json_list, parse_json_model, read_image_form
 from server.dependencies import GalleriesDep, SettingsDep, require_api_key
 from server.errors import InvalidInputError, ModalityMismatchError
 from server.galleries import GalleryService
 from server.inputs import check_text, decode_image
+from server.openapi import json_or_multipart_body
 from server.routes.params import KeyParam, NameParam
 from server.schemas import DeletedResponse, ErrorResponse, ItemMeta, ItemOut, ItemsAccepted, ItemsRequest
 from server.settings import Settings
 
 router = APIRouter(prefix="/galleries/{name}/items", tags=["items"])
 
-ITEMS_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/ItemsRequest"},
-                                 "example": ItemsRequest.model_config["json_schema_extra"]["example"]},
-            "multipart/form-data": {"schema": {
-                "type": "object", "required": ["files"],
-                "properties": {
-                    "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                              "description": "image files (image galleries)"},
-                    "items": {"type": "string", "description":
-                              'JSON list, one entry per file in order: [{"key": "a", "label": 1, "payload": {}}]; '
-                              "without it the file names are the keys"}}}},
-        },
-    }
-}
+ITEMS_BODY = json_or_multipart_body(
+    "ItemsRequest", ["files"],
+    {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
+               "description": "image files (image galleries)"},
+     "items": {"type": "string", "description": 'JSON list, one entry per file in order: [{"key": "a", "label": 1, '
+                                                '"payload": {}}]; without it the file names are the keys'}},
+    example=ItemsRequest.model_config["json_schema_extra"]["example"])
 
 ItemsAndInputs = Tuple[List[Item], List[Any]]
 
@@ -59,10 +50,8 @@ def _text_items(raw: bytes, name: str, modality: str, settings: Settings) -> Ite
 
 async def _image_items(request: Request, name: str, modality: str, settings: Settings,
                        galleries: GalleryService) -> ItemsAndInputs:
-    form = await read_form(request, settings.max_upload_bytes)
-    if modality != "image":
-        raise ModalityMismatchError(f"gallery {name!r} holds texts; send JSON "
-                                    '{"items": [{"key": ..., "text": ...}]} instead of files')
+    form = await read_image_form(request, name, modality, settings.max_upload_bytes,
+                                 '{"items": [{"key": ..., "text": ...}]} instead of files')
     files = await form_files(form, "files")
     if not files:
         raise InvalidInputError("no image files under the multipart field 'files'", code="no_files")
