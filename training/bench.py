@@ -9,7 +9,7 @@ retrieving itself nor an item of its own `sequence`; metrics are OML's (`calc_re
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -88,6 +88,19 @@ def load_bench_frame(data: TPath, dataset_root: Optional[TPath], modality: str) 
     sequences = frame[SEQUENCE_COLUMN].to_numpy() if SEQUENCE_COLUMN in frame.columns else None
     return BenchFrame(inputs=inputs, labels=frame[LABELS_COLUMN].to_numpy(), is_query=is_query,
                       is_gallery=is_gallery, categories=categories, sequences=sequences, frame=frame)
+
+
+def sample_queries(bench: BenchFrame, max_queries: int, seed: int = 0) -> BenchFrame:
+    """Keep a seeded sample of `max_queries` queries (the gallery stays whole)."""
+    if max_queries < 1:
+        raise BenchError(f"max_queries must be positive, got {max_queries}")
+    rows = bench.query_rows
+    if len(rows) <= max_queries:
+        return bench
+    kept = np.random.default_rng(seed).choice(rows, size=max_queries, replace=False)
+    is_query = np.zeros_like(bench.is_query)
+    is_query[kept] = True
+    return replace(bench, is_query=is_query)
 
 
 def _excluded_positions(bench: BenchFrame) -> List[np.ndarray]:
@@ -198,6 +211,7 @@ def run_bench(
     latency_queries: int = 100,
     num_threads: Optional[int] = None,
     extractor: Any = None,
+    max_queries: Optional[int] = None,
 ) -> BenchResult:
     """Embed, search (and rerank) a labelled frame with the artifact in `model`; return metrics and timings.
 
@@ -219,6 +233,8 @@ def run_bench(
     if reranker is not None:
         reranker.check_extractor(extractor)
     bench = load_bench_frame(data, dataset_root, extractor.modality)
+    if max_queries is not None:
+        bench = sample_queries(bench, max_queries)
     LOGGER.info("bench %s on %s: %d queries, %d gallery items", extractor.manifest.name, data,
                 len(bench.query_rows), len(bench.gallery_rows))
 

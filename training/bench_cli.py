@@ -30,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reranker", help="reranker artifact folder: metrics with and without it, side by side")
     parser.add_argument("--rerank-top-n", type=int, help="items re-scored per query (default: the reranker's top_n)")
     parser.add_argument("--out", default="bench-report", help="output folder (default ./bench-report)")
+    parser.add_argument("--max-queries", type=int, help="evaluate a seeded sample of this many queries (all by default)")
     parser.add_argument("--batch-size", type=int, default=64, help="embedding batch size")
     parser.add_argument("--latency-queries", type=int, default=100,
                         help="queries timed one at a time for p50/p99 per stage (default 100)")
@@ -72,7 +73,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
             reranker = load_bench_reranker(args.reranker, args.rerank_top_n, args.threads)
         result = run_bench(args.model, args.data, dataset_root=args.dataset_root, index_spec=args.index,
                            reranker=reranker, batch_size=args.batch_size, latency_queries=args.latency_queries,
-                           num_threads=args.threads)
+                           num_threads=args.threads, max_queries=args.max_queries)
     except BenchError as error:
         print(f"oml bench: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -134,3 +134,16 @@ def test_a_reranker_for_another_extractor_or_a_bad_top_n_is_refused(trained_text
     assert code == 2 and "top_n must be a positive integer" in out.err
     code, out = bench(argv + ["--reranker", str(result.version_dir)], capsys)
     assert code == 2 and "cannot load the reranker artifact" in out.err
+
+
+def test_max_queries_takes_a_seeded_sample_of_queries_and_keeps_the_gallery(trained_images, images_root):
+    from training.bench import BenchError
+
+    _, result = trained_images
+    whole = run_bench(result.version_dir, images_root / "df.csv", latency_queries=0)
+    sampled = run_bench(result.version_dir, images_root / "df.csv", latency_queries=0, max_queries=7)
+    again = run_bench(result.version_dir, images_root / "df.csv", latency_queries=0, max_queries=7)
+    assert sampled.n_queries == 7 and sampled.n_gallery == whole.n_gallery
+    assert [r.tolist() for r in sampled.rr.retrieved_ids] == [r.tolist() for r in again.rr.retrieved_ids]
+    with pytest.raises(BenchError, match="max_queries must be positive"):
+        run_bench(result.version_dir, images_root / "df.csv", latency_queries=0, max_queries=0)
