@@ -6,7 +6,8 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-SUBCOMMAND_MODULES = ("oml.export.cli", "indexing.cli", "server.serve_cli", "training.cli", "training.bench_cli")
+SUBCOMMAND_MODULES = ("oml.export.cli", "indexing.cli", "server.serve_cli", "training.cli", "training.bench_cli",
+                      "training.reranking.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

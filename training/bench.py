@@ -103,7 +103,7 @@ def sample_queries(bench: BenchFrame, max_queries: int, seed: int = 0) -> BenchF
     return replace(bench, is_query=is_query)
 
 
-def _excluded_positions(bench: BenchFrame) -> List[np.ndarray]:
+def excluded_positions(bench: BenchFrame) -> List[np.ndarray]:
     """Per query, the gallery positions it must not retrieve: itself, and items of its own sequence."""
     gallery_rows = bench.gallery_rows
     position_of_row = {int(row): position for position, row in enumerate(gallery_rows)}
@@ -247,7 +247,7 @@ def run_bench(
     except (IndexSpecError, ValueError) as error:
         raise BenchError(f"bad index spec {index_spec!r}: {error}") from None
     index.add(gallery, np.arange(len(gallery), dtype=np.int64))
-    excluded = _excluded_positions(bench)
+    excluded = excluded_positions(bench)
     k = max(top_k)
     started = time.perf_counter()
     distances, retrieved = search_all(index, queries, k, excluded)
@@ -309,4 +309,4 @@ def write_bench_outputs(result: BenchResult, out_dir: TPath, dataset: Any = None
 
 
 __all__ = ["BenchError", "BenchFrame", "BenchResult", "load_bench_frame", "run_bench", "write_bench_outputs",
-           "ground_truth", "search_all"]
+           "ground_truth", "search_all", "excluded_positions", "sample_queries"]

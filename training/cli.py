@@ -10,7 +10,7 @@ import argparse
 import logging
 import shlex
 import sys
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 LOGGER = logging.getLogger("training")
 
@@ -28,44 +28,66 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the best checkpoint as <models_dir>/<name>/<N+1>/ (ONNX + manifest). Relative paths in the config start at "
         "the current directory. See training/README.md.",
     )
-    parser.add_argument("config", help="YAML config, e.g. training/configs/omniglot.yaml")
-    parser.add_argument("--models-dir", help="where versions go (overrides models_dir)")
-    parser.add_argument("--name", help="model name: versions go to <models_dir>/<name>/ (overrides name)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config key before validation, e.g. --set max_epochs=3 --set "
-                        "optimizer.args.lr=1e-4 (values are read as YAML); repeatable")
+    add_config_arguments(parser, "training/configs/omniglot.yaml")
     parser.add_argument("--resume", action="store_true",
                         help="continue the latest run of this name from its last.ckpt (after a kill or an interrupt)")
     parser.set_defaults(func=run_train)
 
 
+def add_config_arguments(parser: argparse.ArgumentParser, example: str) -> None:
+    """The config file, ``--models-dir``, ``--name`` and repeatable ``--set KEY=VALUE`` of a training command."""
+    parser.add_argument("config", help=f"YAML config, e.g. {example}")
+    parser.add_argument("--models-dir", help="where versions go (overrides models_dir)")
+    parser.add_argument("--name", help="model name: versions go to <models_dir>/<name>/ (overrides name)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key before validation, e.g. --set max_epochs=3 --set "
+                        "optimizer.args.lr=1e-4 (values are read as YAML); repeatable")
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Validate the config, train, export; turn every failure into a message and an exit status."""
-    from training.config import ConfigError, load_config
+    from training.config import load_config
+
+    def load() -> Any:
+        return load_config(args.config, overrides=args.overrides, models_dir=args.models_dir, name=args.name)
+
+    def work(config: Any) -> None:
+        from training.pipeline import train
+
+        train(config, resume=args.resume)
+
+    return run_reported("oml train", load, work, lambda: resume_command(args))
+
+
+def run_reported(prog: str, load: Callable[[], Any], work: Callable[[Any], Any],
+                 resume: Optional[Callable[[], str]] = None) -> int:
+    """``work(load())`` with every outcome turned into a message on stderr and an exit status (see the module
+    docstring); ``resume`` gives the command that continues an interrupted run, when there is one."""
+    from training.config import ConfigError
 
     try:
-        config = load_config(args.config, overrides=args.overrides, models_dir=args.models_dir, name=args.name)
+        config = load()
     except ConfigError as e:
-        print(f"oml train: invalid config: {e}", file=sys.stderr)
+        print(f"{prog}: invalid config: {e}", file=sys.stderr)
         return EXIT_CONFIG
 
-    from training.pipeline import TrainingInterrupted, is_worker_process, train
+    from training.pipeline import TrainingInterrupted, is_worker_process
 
     try:
-        train(config, resume=args.resume)
+        work(config)
     except TrainingInterrupted as e:
         if is_worker_process():
             return EXIT_SIGNAL.get(e.signal_name, EXIT_FAILED)
-        print(f"\noml train: {e}", file=sys.stderr)
-        if e.checkpoint is not None:
-            print(f"oml train: continue with: {resume_command(args)}", file=sys.stderr)
+        print(f"\n{prog}: {e}", file=sys.stderr)
+        if e.checkpoint is not None and resume is not None:
+            print(f"{prog}: continue with: {resume()}", file=sys.stderr)
         return EXIT_SIGNAL.get(e.signal_name, EXIT_FAILED)
     except KeyboardInterrupt:  # before or after Lightning's fit, which handles its own
-        print("\noml train: interrupted outside the training loop; no model version was made", file=sys.stderr)
+        print(f"\n{prog}: interrupted outside the training loop; no model version was made", file=sys.stderr)
         return EXIT_SIGNAL["SIGINT"]
     except Exception as e:  # the CLI's job: every failure becomes a clear message and a non-zero status
         LOGGER.debug("training failed", exc_info=True)
-        print(f"\noml train: error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"\n{prog}: error: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAILED
     return 0
 
@@ -84,9 +106,15 @@ def resume_command(args: argparse.Namespace) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """`python -m training.cli CONFIG ...`: the train subcommand on its own."""
+    return run_alone(register, "train", argv)
+
+
+def run_alone(register_command: Callable[[argparse._SubParsersAction], None], command: str,
+              argv: Optional[List[str]] = None) -> int:
+    """Parse ``argv`` (default: the process's arguments) as the one subcommand ``command`` and run it."""
     parser = argparse.ArgumentParser(prog="oml")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
+    register_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([command, *(sys.argv[1:] if argv is None else argv)])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)
 

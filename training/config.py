@@ -5,6 +5,9 @@ sampler, optimizer, scheduler, extractor, transforms) is known to be valid, or r
 problem as ``key.path: what is wrong; allowed: ...``. Relative paths (``dataset_root``, ``models_dir``,
 ``logs_root``) are resolved against the current working directory at load time, so the validated config holds
 absolute paths. Keys follow OML's pipeline configs where OML has them.
+
+`RunConfig` (folders and data), `load_validated` and `validate_with` give other training commands
+(`training.reranking.config`) the same rules.
 """
 
 import math
@@ -12,10 +15,10 @@ import os
 import re
 import typing
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
+from typing import Annotated, Any, Callable, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
 from oml.registry.cfg import TProblems
@@ -38,11 +41,13 @@ class ConfigError(ValueError):
         super().__init__(f"{source} has {len(self.problems)} error(s):\n{lines}")
 
 
-class _Strict(BaseModel):
+class StrictCfg(BaseModel):
+    """A config section that refuses unknown keys and validates its defaults."""
+
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class NamedCfg(_Strict):
+class NamedCfg(StrictCfg):
     """``{name: ..., args: {...}}``: an object from a registry and its constructor arguments."""
 
     name: str
@@ -54,7 +59,7 @@ class NamedCfg(_Strict):
         return {} if value is None else value
 
 
-class SchedulingCfg(_Strict):
+class SchedulingCfg(StrictCfg):
     """OML's ``scheduling``: the scheduler and how often Lightning steps it."""
 
     scheduler: NamedCfg
@@ -62,7 +67,7 @@ class SchedulingCfg(_Strict):
     scheduler_frequency: int = Field(1, ge=1)
 
 
-class MetricArgs(_Strict):
+class MetricArgs(StrictCfg):
     """Arguments of `oml.metrics.EmbeddingMetrics` for validation."""
 
     cmc_top_k: List[int] = Field(default_factory=lambda: [1, 5])
@@ -92,8 +97,25 @@ class MetricArgs(_Strict):
         return names
 
 
-class TrainConfig(_Strict):
-    """Everything `oml train` needs. See ``training/README.md`` for each key."""
+def _limit_batches(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    if isinstance(value, float) and 0 < value <= 1:
+        return value
+    raise PydanticCustomError(
+        "limit_train_batches", "must be a number of batches >= 1 or a fraction in (0, 1], got {value!r}",
+        {"value": value})
+
+
+# Lightning's ``limit_train_batches``: a number of batches per epoch or a fraction of them
+LimitBatches = Annotated[Optional[Union[int, float]], BeforeValidator(_limit_batches)]
+PATH_KEYS = ("dataset_root", "models_dir", "logs_root")
+
+
+class RunConfig(StrictCfg):
+    """The keys every training command shares: where the version and the run folder go, and the data."""
 
     # where the new model version goes: <models_dir>/<name>/<N+1>/
     name: str
@@ -105,6 +127,15 @@ class TrainConfig(_Strict):
     dataset_format: Literal["auto", "oml", "omniglot", "debian_packages"] = "auto"
     converter_args: Dict[str, Any] = Field(default_factory=dict)
     num_workers: int = Field(0, ge=0)
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The config as plain JSON-able data (what the run folder and the model manifest record)."""
+        return self.model_dump(mode="json")
+
+
+class TrainConfig(RunConfig):
+    """Everything `oml train` needs. See ``training/README.md`` for each key."""
+
     # model and its inputs
     extractor: NamedCfg = Field(default_factory=lambda: NamedCfg(**DEFAULT_EXTRACTOR))
     transforms_train: Optional[NamedCfg] = None
@@ -120,7 +151,7 @@ class TrainConfig(_Strict):
     scheduling: Optional[SchedulingCfg] = None
     freeze_n_epochs: int = Field(0, ge=0)
     max_epochs: int = Field(..., ge=1)
-    limit_train_batches: Optional[Union[int, float]] = None
+    limit_train_batches: LimitBatches = None
     gradient_clip_val: Optional[float] = Field(None, gt=0)
     # validation
     valid_period: int = Field(1, ge=1)
@@ -143,23 +174,6 @@ class TrainConfig(_Strict):
             return value
         raise PydanticCustomError("devices", "must be a number of devices >= 1 or 'auto', got {value!r}",
                                   {"value": value})
-
-    @field_validator("limit_train_batches", mode="before")
-    @classmethod
-    def _limit(cls, value: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            return value
-        if isinstance(value, float) and 0 < value <= 1:
-            return value
-        raise PydanticCustomError(
-            "limit_train_batches", "must be a number of batches >= 1 or a fraction in (0, 1], got {value!r}",
-            {"value": value})
-
-    def to_dict(self) -> Dict[str, Any]:
-        """The config as plain JSON-able data (what the run folder and the model manifest record)."""
-        return self.model_dump(mode="json")
 
     @property
     def monitor_mode(self) -> str:
@@ -252,32 +266,71 @@ def load_config(
     """Read ``path`` (or take ``raw``), apply ``--set`` overrides and explicit keys (e.g. ``models_dir``, ``name``
     from the command line; None values are ignored), validate everything, resolve relative paths against ``cwd``
     (default: the current directory). Raises one `ConfigError` listing every problem."""
+    return load_validated(TrainConfig, lambda data, base: validate_raw(data), path, overrides, raw, cwd, explicit)
+
+
+TConfig = TypeVar("TConfig", bound=RunConfig)
+
+
+def load_validated(
+    model: Type[TConfig],
+    validate: Callable[[Mapping[str, Any], Path], TProblems],
+    path: Optional[TPath],
+    overrides: Sequence[str],
+    raw: Optional[Mapping[str, Any]],
+    cwd: Optional[TPath],
+    explicit: Mapping[str, Any],
+    path_keys: Sequence[str] = PATH_KEYS,
+) -> TConfig:
+    """`load_config` for any config ``model``: ``validate(data, base folder)`` lists the problems; the keys in
+    ``path_keys`` are resolved against the base folder (``cwd`` or the current directory)."""
     source = str(path) if path is not None else "training config"
     data = read_yaml(path) if path is not None else dict(raw or {})
     data = apply_overrides(data, overrides)
     data.update({k: v for k, v in explicit.items() if v is not None})
-    problems = validate_raw(data)
+    base = (Path(cwd) if cwd is not None else Path.cwd()).absolute()
+    problems = validate(data, base)
     if problems:
         raise ConfigError(problems, source)
-    config = TrainConfig.model_validate(data)
-    base = Path(cwd) if cwd is not None else Path.cwd()
-    for key in ("dataset_root", "models_dir", "logs_root"):
-        setattr(config, key, os.path.normpath(base.absolute() / Path(getattr(config, key)).expanduser()))
+    config = model.model_validate(data)
+    for key in path_keys:
+        setattr(config, key, resolve_path(getattr(config, key), base))
     return config
+
+
+def resolve_path(value: str, base: Path) -> str:
+    """``value`` as a normalised absolute path; a relative one starts at ``base``."""
+    return os.path.normpath(base / Path(value).expanduser())
 
 
 def validate_raw(data: Mapping[str, Any]) -> TProblems:
     """Every problem of a raw config: pydantic's (keys, types, ranges) and the registries' (names, arguments),
     then the checks across keys."""
+    return validate_with(TrainConfig, data, _registry_checks(), _cross_problems)
+
+
+def validate_with(
+    model: Type[TConfig],
+    data: Mapping[str, Any],
+    registry_checks: Sequence[Tuple[str, Callable[[Any, str], TProblems]]],
+    cross_problems: Callable[[TConfig], TProblems],
+) -> TProblems:
+    """Pydantic's problems of ``data`` as a ``model``, then each ``(key path, checker)`` of ``registry_checks`` on
+    the mapping found there, then ``cross_problems`` of the config when it is valid; each problem once."""
     problems: TProblems = []
     try:
-        config: Optional[TrainConfig] = TrainConfig.model_validate(dict(data))
+        config: Optional[TConfig] = model.model_validate(dict(data))
     except ValidationError as e:
         config = None
-        problems += _pydantic_problems(e)
-    problems += _registry_problems(data)
+        problems += _pydantic_problems(e, model)
+    for key_path, checker in registry_checks:
+        node: Any = data
+        for part in key_path.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if isinstance(node, Mapping):
+            problems += checker(node, key_path)
     if config is not None:
-        problems += _cross_problems(config)
+        problems += cross_problems(config)
     seen, unique = set(), []
     for problem in problems:
         if problem not in seen:
@@ -286,13 +339,13 @@ def validate_raw(data: Mapping[str, Any]) -> TProblems:
     return unique
 
 
-def _pydantic_problems(error: ValidationError) -> TProblems:
+def _pydantic_problems(error: ValidationError, root: Type[BaseModel]) -> TProblems:
     problems: TProblems = []
     for item in error.errors():
         loc = [str(part) for part in item["loc"]]
         path = ".".join(loc)
         if item["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
+            allowed = _allowed_keys(loc[:-1], root)
             message = f"unknown key; allowed here: {', '.join(allowed)}"
         elif item["type"] == "missing":
             message = "required key is missing"
@@ -302,8 +355,8 @@ def _pydantic_problems(error: ValidationError) -> TProblems:
     return problems
 
 
-def _allowed_keys(loc: Sequence[str]) -> List[str]:
-    model: Any = TrainConfig
+def _allowed_keys(loc: Sequence[str], root: Type[BaseModel]) -> List[str]:
+    model: Any = root
     for part in loc:
         field = getattr(model, "model_fields", {}).get(part)
         if field is None:
@@ -324,30 +377,30 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def _registry_problems(data: Mapping[str, Any]) -> TProblems:
-    from oml.registry.losses import check_criterion_cfg
+def optimizer_checks() -> List[Tuple[str, Callable[[Any, str], TProblems]]]:
+    """Registry checks of ``optimizer`` and ``scheduling.scheduler``."""
     from oml.registry.optimizers import check_optimizer_cfg
-    from oml.registry.samplers import check_sampler_cfg
     from oml.registry.schedulers import check_scheduler_cfg
-    from oml.registry.training import check_extractor_cfg, check_transforms_cfg
 
-    problems: TProblems = []
-    if isinstance(data.get("criterion"), Mapping):
-        problems += check_criterion_cfg(data["criterion"], "criterion")
-    if isinstance(data.get("optimizer"), Mapping):
-        problems += check_optimizer_cfg(data["optimizer"], "optimizer")
-    if isinstance(data.get("sampler"), Mapping):
-        problems += check_sampler_cfg(data["sampler"], "sampler")
-    if isinstance(data.get("extractor"), Mapping):
-        problems += check_extractor_cfg(data["extractor"], "extractor")
-    if isinstance(data.get("transforms_train"), Mapping):
-        problems += check_transforms_cfg(data["transforms_train"], "transforms_train")
-    if isinstance(data.get("transforms_val"), Mapping):
-        problems += check_transforms_cfg(data["transforms_val"], "transforms_val", deterministic=True)
-    scheduling = data.get("scheduling")
-    if isinstance(scheduling, Mapping) and isinstance(scheduling.get("scheduler"), Mapping):
-        problems += check_scheduler_cfg(scheduling["scheduler"], "scheduling.scheduler")
-    return problems
+    return [("optimizer", check_optimizer_cfg), ("scheduling.scheduler", check_scheduler_cfg)]
+
+
+def transforms_checks() -> List[Tuple[str, Callable[[Any, str], TProblems]]]:
+    """Registry checks of ``transforms_train`` (any transform) and ``transforms_val`` (deterministic ones)."""
+    from oml.registry.training import check_transforms_cfg
+
+    return [("transforms_train", check_transforms_cfg),
+            ("transforms_val", lambda cfg, path: check_transforms_cfg(cfg, path, deterministic=True))]
+
+
+def _registry_checks() -> List[Tuple[str, Callable[[Any, str], TProblems]]]:
+    from oml.registry.losses import check_criterion_cfg
+    from oml.registry.samplers import check_sampler_cfg
+    from oml.registry.training import check_extractor_cfg
+
+    optimizer, scheduler = optimizer_checks()
+    return [("criterion", check_criterion_cfg), optimizer, ("sampler", check_sampler_cfg),
+            ("extractor", check_extractor_cfg), *transforms_checks(), scheduler]
 
 
 def _cross_problems(config: TrainConfig) -> TProblems:
@@ -365,34 +418,49 @@ def _cross_problems(config: TrainConfig) -> TProblems:
     if config.valid_period > config.max_epochs:
         problems.append(("valid_period", f"{config.valid_period} > max_epochs {config.max_epochs}: the run would "
                                          "never validate, so no best checkpoint could be chosen"))
-    name = config.name
+    return problems + common_problems(config.name, config.accelerator, config.precision, config.optimizer)
+
+
+def common_problems(name: str, accelerator: str, precision: Any, optimizer: NamedCfg) -> TProblems:
+    """Checks every training config needs: a plain model name, a precision the accelerator runs, a positive lr."""
+    problems: TProblems = []
     if not name.strip() or "/" in name or "\\" in name or name.startswith(".") or name in (".", ".."):
         problems.append(("name", f"{name!r} must be a plain folder name (no '/', not starting with '.')"))
-    if config.accelerator == "cpu" and str(config.precision) in ("16", "16-mixed"):
-        problems.append(("precision", f"{config.precision!r} needs a GPU; on CPU use 32 or bf16-mixed"))
-    if config.optimizer.args.get("lr") is not None:
-        lr = config.optimizer.args["lr"]
+    if accelerator == "cpu" and str(precision) in ("16", "16-mixed"):
+        problems.append(("precision", f"{precision!r} needs a GPU; on CPU use 32 or bf16-mixed"))
+    if optimizer.args.get("lr") is not None:
+        lr = optimizer.args["lr"]
         if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
             problems.append(("optimizer.args.lr", f"must be a positive number, got {lr!r}"))
     return problems
 
 
-def dump_config(config: TrainConfig) -> str:
+def dump_config(config: RunConfig) -> str:
     """The validated config as YAML (what the run folder keeps)."""
     return yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True)
 
 
 __all__ = [
     "ConfigError",
+    "StrictCfg",
     "NamedCfg",
     "SchedulingCfg",
     "MetricArgs",
+    "RunConfig",
     "TrainConfig",
+    "LimitBatches",
+    "PATH_KEYS",
     "parse_overrides",
     "apply_overrides",
     "parse_yaml",
     "read_yaml",
     "load_config",
     "validate_raw",
+    "load_validated",
+    "validate_with",
+    "resolve_path",
+    "optimizer_checks",
+    "transforms_checks",
+    "common_problems",
     "dump_config",
 ]

@@ -7,7 +7,7 @@ is never overwritten: the next number is taken instead.
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 from torch import nn
 
@@ -44,13 +44,19 @@ def export_new_version(
     else:
         kwargs["sample_images"] = list(sample_images) if sample_images else None
     extractor = extractor.cpu().eval()
+    return export_next_version(models_dir, name, lambda version: export_extractor(
+        extractor, models_dir, name=name, version=version, modality=modality, preprocessing=dict(preprocessing),
+        source=dict(source), tokenizer=tokenizer, metrics=dict(metrics), normalise=True, **kwargs,
+    ))
+
+
+def export_next_version(models_dir: Path, name: str, export: Callable[[int], Path]) -> Path:
+    """``export(version)`` for the next version of ``name``; when that version appears meanwhile (another export),
+    the next number is tried, up to `MAX_VERSION_RACES` times."""
     for _ in range(MAX_VERSION_RACES):
         version = next_version(models_dir, name)
         try:
-            return export_extractor(
-                extractor, models_dir, name=name, version=version, modality=modality, preprocessing=dict(preprocessing),
-                source=dict(source), tokenizer=tokenizer, metrics=dict(metrics), normalise=True, **kwargs,
-            )
+            return export(version)
         except FileExistsError:
             LOGGER.warning("version %d of %s appeared during the export; taking the next number", version, name)
         except OSError as e:
@@ -60,4 +66,4 @@ def export_new_version(
     raise RuntimeError(f"could not claim a version number for {name} in {models_dir} after {MAX_VERSION_RACES} tries")
 
 
-__all__ = ["next_version", "export_new_version"]
+__all__ = ["next_version", "export_new_version", "export_next_version"]

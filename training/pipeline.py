@@ -114,7 +114,7 @@ def _run(config: TrainConfig, resume: bool, worker: bool, run: RunDir, parts: "P
         else:
             trainer.fit(parts.module, parts.train_loader, parts.val_loader, ckpt_path=ckpt_path)
     except BaseException as error:
-        _close_progress_bars(trainer)
+        close_progress_bars(trainer)
         _fail(run, worker, error, interrupt_cb)
         raise
     if worker:
@@ -279,9 +279,8 @@ def _world_size(config: TrainConfig) -> int:
     return int(config.devices)
 
 
-def _batches_per_epoch(config: TrainConfig, parts: Parts) -> int:
-    total = len(parts.train_loader)
-    limit = config.limit_train_batches
+def batches_per_epoch(total: int, limit: Any) -> int:
+    """Training batches an epoch runs: ``total``, cut by ``limit_train_batches`` (a number or a fraction)."""
     if limit is None:
         return total
     return max(1, min(total, limit) if isinstance(limit, int) else int(total * limit))
@@ -338,7 +337,8 @@ def _make_trainer(config: TrainConfig, run: RunDir, parts: Parts) -> Tuple[Any, 
         num_sanity_val_steps=0,
         precision=config.precision,
         gradient_clip_val=config.gradient_clip_val,
-        log_every_n_steps=min(config.log_every_n_steps, _batches_per_epoch(config, parts)),
+        log_every_n_steps=min(config.log_every_n_steps,
+                              batches_per_epoch(len(parts.train_loader), config.limit_train_batches)),
         default_root_dir=str(run.path),
         callbacks=callbacks,
         logger=loggers,
@@ -397,7 +397,7 @@ def _fail(run: RunDir, worker: bool, error: BaseException, interrupt_cb: Any) ->
         raise TrainingError(str(error)) from error
 
 
-def _close_progress_bars(trainer: Any) -> None:
+def close_progress_bars(trainer: Any) -> None:
     """Close the bars Lightning leaves open when fit raises, so they do not print again at exit."""
     bar = getattr(trainer, "progress_bar_callback", None)
     for attr in ("_train_progress_bar", "_val_progress_bar", "_predict_progress_bar", "_test_progress_bar"):
@@ -489,4 +489,4 @@ def format_summary(config: TrainConfig, result: TrainResult, data: Dict[str, Any
 
 
 __all__ = ["TrainingError", "TrainingInterrupted", "TrainResult", "Parts", "train", "build_parts", "format_summary",
-           "is_worker_process"]
+           "is_worker_process", "batches_per_epoch", "close_progress_bars"]
