@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from oml.artifact import RERANKER_GRAPH_INPUTS, Artifact, ArtifactError, ModelManifest, load_artifact
+from oml.artifact import RERANKER_GRAPH_INPUTS, Artifact, ArtifactError, ModelManifest
 from oml.inference.images import DEFAULT_MAX_IMAGE_PIXELS, InvalidInputError, decode_image, preprocess_image
-from oml.inference.onnx_runtime import DEVICES, INPUT_DTYPES, _check_batch_size, _create_session
+from oml.inference.onnx_runtime import INPUT_DTYPES, _check_batch_size, _create_session, open_artifact
 from oml.inference.texts import TextTokenizer, check_texts
 
 if TYPE_CHECKING:
@@ -112,15 +112,10 @@ class OnnxReranker:
     ) -> "OnnxReranker":
         """Open and validate a reranker artifact folder; `ArtifactError` naming what is wrong (an extractor
         artifact included). ``device`` and ``num_threads`` as for `oml.inference.OnnxExtractor.load`."""
-        _check_session_args(device, num_threads)
-        artifact = load_artifact(artifact_dir)
+        artifact, tokenizer = open_artifact(artifact_dir, device, num_threads)
         manifest = artifact.manifest
         if manifest.kind != "reranker":
             raise ArtifactError(f"{artifact.path} holds a model of kind {manifest.kind!r}, not a reranker")
-        tokenizer = None
-        if artifact.tokenizer_dir is not None:
-            pre = manifest.preprocessing
-            tokenizer = TextTokenizer(artifact.tokenizer_dir, pre["max_length"], pre.get("pad_token_id"))
         session = _create_session(artifact.model_path, device, num_threads)
         _check_graph(session, manifest)
         reranker = cls(artifact, session, tokenizer, max_image_pixels=max_image_pixels)
@@ -229,14 +224,6 @@ class OnnxReranker:
         m = self.manifest
         return (f"OnnxReranker({m.name} v{m.version}, {self.input_kind}, for {self.extractor_name} "
                 f"v{self.extractor_version}, top_n={self.top_n}, {self.providers[0]})")
-
-
-def _check_session_args(device: str, num_threads: Optional[int]) -> None:
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
-                                    or num_threads < 1):
-        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
 
 
 def _special_ids(tokenizer: TextTokenizer, preprocessing: Dict[str, Any]) -> Dict[str, int]:

@@ -9,7 +9,7 @@
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -83,18 +83,8 @@ class OnnxExtractor:
             num_threads: ONNX Runtime intra-op threads (None: its default, one per core).
             max_image_pixels: images with more pixels are refused with `InvalidInputError` before decoding.
         """
-        if device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
-        artifact = load_artifact(artifact_dir)
+        artifact, tokenizer = open_artifact(artifact_dir, device, num_threads)
         manifest = artifact.manifest
-        tokenizer = None
-        if manifest.modality == "text":
-            assert artifact.tokenizer_dir is not None
-            tokenizer = TextTokenizer(
-                artifact.tokenizer_dir, manifest.preprocessing["max_length"], manifest.preprocessing.get("pad_token_id")
-            )
         session = _create_session(artifact.model_path, device, num_threads)
         _check_graph(session, manifest)
         extractor = cls(artifact, session, tokenizer, max_image_pixels=max_image_pixels)
@@ -245,6 +235,28 @@ def _session_options(num_threads: Optional[int]) -> Any:
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
     return options
+
+
+def check_session_args(device: str, num_threads: Optional[int]) -> None:
+    """`ValueError` for a device or thread count ONNX Runtime sessions here do not take."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if num_threads is not None and (isinstance(num_threads, bool) or not isinstance(num_threads, int)
+                                    or num_threads < 1):
+        raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
+
+
+def open_artifact(artifact_dir: Union[str, Path], device: str,
+                  num_threads: Optional[int]) -> Tuple[Artifact, Optional[TextTokenizer]]:
+    """The validated artifact folder and, when it holds one, its tokenizer (what every runner loads first)."""
+    check_session_args(device, num_threads)
+    artifact = load_artifact(artifact_dir)
+    tokenizer = None
+    if artifact.tokenizer_dir is not None:
+        preprocessing = artifact.manifest.preprocessing
+        tokenizer = TextTokenizer(artifact.tokenizer_dir, preprocessing["max_length"],
+                                  preprocessing.get("pad_token_id"))
+    return artifact, tokenizer
 
 
 def _create_session(model_path: Path, device: str, num_threads: Optional[int]) -> Any:
