@@ -189,6 +189,7 @@ class BenchResult:
     without_reranker: Optional[Dict[str, Any]] = None
     reranker: Optional[str] = None
     rr: Optional[RetrievalResults] = None
+    queried_rows: Optional[np.ndarray] = None  # the frame rows that were queries (after --max-queries)
     rr_reranked: Optional[RetrievalResults] = None
 
     def to_json(self) -> Dict[str, Any]:
@@ -270,7 +271,7 @@ def run_bench(
     }
     result = BenchResult(model=f"{extractor.manifest.name} v{extractor.manifest.version}", data=str(data),
                          index=index_spec, n_queries=len(queries), n_gallery=len(gallery), metrics=metrics,
-                         speed=speed, rr=rr)
+                         speed=speed, rr=rr, queried_rows=bench.query_rows)
     if reranker is not None:
         gallery_inputs = [bench.inputs[row] for row in bench.gallery_rows]
         started = time.perf_counter()

@@ -40,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def visualization_dataset(result: Any, model_dir: Path, dataset_root: Optional[str]) -> Optional[Any]:
     """The OML query/gallery dataset of the evaluated rows, for drawing the worst queries; None if it cannot be built."""
+    import numpy as np
+
     from training.bench import load_bench_frame
 
     try:
@@ -47,7 +49,9 @@ def visualization_dataset(result: Any, model_dir: Path, dataset_root: Optional[s
 
         artifact = load_artifact(model_dir)
         bench = load_bench_frame(result.data, dataset_root, artifact.manifest.modality)
-        frame = bench.frame.assign(is_query=bench.is_query, is_gallery=bench.is_gallery)
+        is_query = np.zeros(len(bench.frame), dtype=bool)
+        is_query[result.queried_rows] = True  # the queries the results hold (a sample with --max-queries)
+        frame = bench.frame.assign(is_query=is_query, is_gallery=bench.is_gallery)
         if artifact.manifest.modality == "text":
             from transformers import AutoTokenizer
 

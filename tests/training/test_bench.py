@@ -147,3 +147,12 @@ def test_max_queries_takes_a_seeded_sample_of_queries_and_keeps_the_gallery(trai
     assert [r.tolist() for r in sampled.rr.retrieved_ids] == [r.tolist() for r in again.rr.retrieved_ids]
     with pytest.raises(BenchError, match="max_queries must be positive"):
         run_bench(result.version_dir, images_root / "df.csv", latency_queries=0, max_queries=0)
+
+
+def test_the_command_with_max_queries_draws_the_sampled_queries(trained_images, images_root, tmp_path, capsys):
+    _, result = trained_images
+    code, out = bench(["--model", str(result.version_dir), "--data", str(images_root / "df.csv"), "--max-queries",
+                       "40", "--out", str(tmp_path / "report"), "--latency-queries", "2"], capsys)
+    assert code == 0, out.err
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["run"]["n_queries"] == 40
+    assert (tmp_path / "report" / "worst_queries.png").stat().st_size > 1000
