@@ -306,6 +306,23 @@ def load_artifact(artifact_dir: TPath) -> Artifact:
     return Artifact(path=root, manifest=manifest, model_path=model_path, tokenizer_dir=tokenizer_dir)
 
 
+def reranker_misfit(reranker: Any, reranker_name: str, target: str, model: str, version: int,
+                    modality: str) -> Optional[str]:
+    """Why `reranker` cannot rerank `target` (e.g. "gallery 'docs'"), which holds `modality` items embedded by
+    `model` v`version`; None when it can. The rule: same modality and extractor name, and for a reranker that scores
+    embeddings also the same extractor version. `reranker` is anything with `modality`, `extractor_name`,
+    `extractor_version` and `input_kind` (an `OnnxReranker`, the server's `RerankerSpec`)."""
+    if reranker.modality != modality:
+        return f"reranker {reranker_name!r} reranks {reranker.modality} items, {target} holds {modality} items"
+    if reranker.extractor_name != model:
+        return (f"reranker {reranker_name!r} reranks the retrieval of {reranker.extractor_name}, {target} is "
+                f"searched with {model}")
+    if reranker.input_kind == "embeddings" and int(reranker.extractor_version) != int(version):
+        return (f"reranker {reranker_name!r} scores embeddings of {model} v{reranker.extractor_version}, {target} "
+                f"holds embeddings of {model} v{version}")
+    return None
+
+
 def read_kind(artifact_dir: TPath) -> str:
     """The ``kind`` of the manifest in ``artifact_dir`` (``"extractor"`` when absent), read without validating the
     rest, so a caller can pick the loader; `ArtifactError` for a missing or unreadable manifest or an unknown kind."""
@@ -392,6 +409,7 @@ __all__ = [
     "Artifact",
     "load_artifact",
     "read_kind",
+    "reranker_misfit",
     "artifact_dir_for",
     "list_versions",
     "list_models",

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from oml.artifact import ModelManifest
+from oml.artifact import ModelManifest, reranker_misfit
 from oml.inference import OnnxReranker
 
 PROBE_PAIR_TEXT = "a probe sentence to check that the reranker answers"
@@ -78,17 +78,9 @@ def check_reranker_fits(reranker: Any, reranker_name: str, gallery_name: str, mo
                         modality: str) -> None:
     """Raise `RerankerMismatch` unless `reranker` (a `RerankerSpec` or a loaded reranker) can rerank a gallery of
     `modality` holding embeddings of `model` v`version`."""
-    if reranker.modality != modality:
-        raise RerankerMismatch(f"reranker {reranker_name!r} reranks {reranker.modality} items, gallery "
-                               f"{gallery_name!r} holds {modality} items")
-    if reranker.extractor_name != model:
-        raise RerankerMismatch(f"reranker {reranker_name!r} reranks the retrieval of {reranker.extractor_name}, "
-                               f"gallery {gallery_name!r} is searched with {model}")
-    if reranker.input_kind == "embeddings" and int(reranker.extractor_version) != int(version):
-        raise RerankerMismatch(f"reranker {reranker_name!r} scores embeddings of {model} "
-                               f"v{reranker.extractor_version}, gallery {gallery_name!r} holds embeddings of "
-                               f"{model} v{version}")
-
+    reason = reranker_misfit(reranker, reranker_name, f"gallery {gallery_name!r}", model, version, modality)
+    if reason is not None:
+        raise RerankerMismatch(reason)
 
 __all__ = ["Reranker", "RerankerLoader", "RerankerSpec", "RerankerMismatch", "load_reranker", "probe_reranker",
            "check_reranker_fits"]

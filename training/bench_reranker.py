@@ -5,6 +5,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from oml.artifact import reranker_misfit
 from oml.const import TPath
 from oml.retrieval import RetrievalResults
 
@@ -26,12 +27,11 @@ class BenchReranker:
         from training.bench import BenchError
 
         manifest = extractor.manifest
-        if self.runner.modality != manifest.modality or self.runner.extractor_name != manifest.name:
-            raise BenchError(f"the reranker was trained for {self.runner.extractor_name} ({self.runner.modality}), "
-                             f"not for {manifest.name} ({manifest.modality})")
-        if self.runner.input_kind == "embeddings" and int(self.runner.extractor_version) != int(manifest.version):
-            raise BenchError(f"the reranker scores embeddings of {self.runner.extractor_name} "
-                             f"v{self.runner.extractor_version}, not of v{manifest.version}")
+        reason = reranker_misfit(self.runner, self.runner.manifest.name, f"the benchmark of {manifest.name}",
+                                 manifest.name, manifest.version, manifest.modality)
+        if reason is not None:
+            raise BenchError(f"the reranker was trained for {self.runner.extractor_name} "
+                             f"v{self.runner.extractor_version} ({self.runner.modality}): {reason}")
 
     def rerank(self, rr: RetrievalResults, query_vectors: np.ndarray, gallery_vectors: np.ndarray,
                query_inputs: Sequence[Any], gallery_inputs: Sequence[Any]) -> RetrievalResults:
