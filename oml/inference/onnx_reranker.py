@@ -112,10 +112,8 @@ class OnnxReranker:
     ) -> "OnnxReranker":
         """Open and validate a reranker artifact folder; `ArtifactError` naming what is wrong (an extractor
         artifact included). ``device`` and ``num_threads`` as for `oml.inference.OnnxExtractor.load`."""
-        artifact, tokenizer = open_artifact(artifact_dir, device, num_threads)
+        artifact, tokenizer = open_artifact(artifact_dir, device, num_threads, kind="reranker")
         manifest = artifact.manifest
-        if manifest.kind != "reranker":
-            raise ArtifactError(f"{artifact.path} holds a model of kind {manifest.kind!r}, not a reranker")
         session = _create_session(artifact.model_path, device, num_threads)
         _check_graph(session, manifest)
         reranker = cls(artifact, session, tokenizer, max_image_pixels=max_image_pixels)

@@ -83,7 +83,7 @@ class OnnxExtractor:
             num_threads: ONNX Runtime intra-op threads (None: its default, one per core).
             max_image_pixels: images with more pixels are refused with `InvalidInputError` before decoding.
         """
-        artifact, tokenizer = open_artifact(artifact_dir, device, num_threads)
+        artifact, tokenizer = open_artifact(artifact_dir, device, num_threads, kind="extractor")
         manifest = artifact.manifest
         session = _create_session(artifact.model_path, device, num_threads)
         _check_graph(session, manifest)
@@ -246,11 +246,15 @@ def check_session_args(device: str, num_threads: Optional[int]) -> None:
         raise ValueError(f"num_threads must be a positive integer or None, got {num_threads!r}")
 
 
-def open_artifact(artifact_dir: Union[str, Path], device: str,
-                  num_threads: Optional[int]) -> Tuple[Artifact, Optional[TextTokenizer]]:
-    """The validated artifact folder and, when it holds one, its tokenizer (what every runner loads first)."""
+def open_artifact(artifact_dir: Union[str, Path], device: str, num_threads: Optional[int],
+                  kind: str) -> Tuple[Artifact, Optional[TextTokenizer]]:
+    """The validated artifact folder of a model of `kind` ("extractor" or "reranker") and, when it holds one, its
+    tokenizer (what every runner loads first); `ArtifactError` for a folder of the other kind."""
     check_session_args(device, num_threads)
     artifact = load_artifact(artifact_dir)
+    if artifact.manifest.kind != kind:
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ArtifactError(f"{artifact.path} holds a model of kind {artifact.manifest.kind!r}, not {article} {kind}")
     tokenizer = None
     if artifact.tokenizer_dir is not None:
         preprocessing = artifact.manifest.preprocessing

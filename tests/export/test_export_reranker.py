@@ -151,6 +151,13 @@ def test_loading_an_extractor_as_reranker_names_the_kind(tmp_path: Path) -> None
         OnnxReranker.load(path, device="cpu")
 
 
+def test_loading_a_reranker_as_extractor_names_the_kind(mlp_artifact: Path) -> None:
+    from oml.inference import OnnxExtractor
+
+    with pytest.raises(ArtifactError, match="of kind 'reranker', not an extractor"):
+        OnnxExtractor.load(mlp_artifact, device="cpu")
+
+
 def test_graph_and_manifest_mismatch_is_reported(tmp_path: Path, mlp_artifact: Path, copy_artifact) -> None:
     copy = copy_artifact(mlp_artifact, tmp_path / "copy", lambda m: m.update(embedding_size=DIM + 1))
     with pytest.raises(ArtifactError, match="graph input 'query_embeddings' has shape"):
