@@ -204,6 +204,8 @@ def rank_quantization_sensitivity(
     nodes = [n for n in model.graph.node
              if n.op_type == "MatMul" and n.input[1] in weights and n.input[0] not in weights]
     activations = sorted({n.input[0] for n in nodes})
+    if not activations:  # only Gemm weights (e.g. an MLP over 2-D rows): nothing to rank, all are quantized
+        return []
     rows: Dict[str, List[np.ndarray]] = {name: [] for name in activations}
     taken = {name: 0 for name in activations}
     for values in _probe(model, activations, calibration_feeds):

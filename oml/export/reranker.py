@@ -32,7 +32,8 @@ from oml.artifact import (
     building_artifact_dir,
 )
 from oml.const import TPath
-from oml.export.exporter import ExportParityError, check_parity
+from oml.export.exporter import ExportParityError, QuantizationQualityError, check_parity
+from oml.export.quantize import quantize_int8
 from oml.export.graphs import DEFAULT_OPSET, export_graph, text_dynamic_axes, torch_embed
 from oml.export.samples import SAMPLE_TEXTS, sample_images
 from oml.interfaces.models import IPairwiseModel
@@ -40,6 +41,7 @@ from oml.interfaces.models import IPairwiseModel
 LOGGER = logging.getLogger(__name__)
 
 RERANKER_PARITY_ATOL = 1e-3
+INT8_MIN_SCORE_CORRELATION = 0.98  # Pearson, int8 vs fp32 scores of the sample pairs
 N_SAMPLE_EMBEDDINGS = 16
 
 TPairs = Tuple[Sequence[Any], Sequence[Any]]
@@ -100,6 +102,7 @@ def export_reranker(
     sample_pairs: Optional[TPairs] = None,
     overwrite: bool = False,
     opset: int = DEFAULT_OPSET,
+    quantize: Optional[str] = None,
 ) -> Path:
     """Write the reranker artifact ``<out_dir>/<name>/<version>/`` and return its path.
 
@@ -117,19 +120,27 @@ def export_reranker(
         sample_pairs: ``(queries, items)`` for the parity check, as `oml.inference.OnnxReranker.score` takes them
             (embedding rows, strings or images); built-in samples (random unit embeddings) if None.
         overwrite: replace an existing version folder instead of failing.
+        quantize: ``"int8"``: after the fp32 parity check, dynamic int8 quantization of the weight MatMuls
+            (`oml.export.quantize.quantize_int8`, calibrated on the sample pairs), kept only if its scores of the
+            sample pairs correlate with fp32's at >= 0.98 (pass a few hundred real pairs); the manifest records
+            ``int8_score_correlation`` and ``int8_max_abs_diff``.
 
     Raises:
         ExportParityError: ONNX Runtime's scores (graph alone, then the loaded artifact with its own input
             preparation) differ from ``model.predict`` by more than 1e-3; no version folder is left.
+        QuantizationQualityError: the int8 scores correlate with fp32's below the threshold.
         ArtifactError: the manifest arguments break a rule (e.g. ``top_n`` < 1).
     """
     if input_kind not in RERANKER_INPUTS:
         raise ValueError(f"input_kind must be one of {RERANKER_INPUTS}, got {input_kind!r}")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
     started = time.perf_counter()
     model = _on_cpu(model).eval()
     manifest = ModelManifest(
         name=name, version=int(version), modality=modality, embedding_size=int(embedding_size), normalised=False,
         source={"pairwise_model": type(model).__name__, **(source or {})}, kind="reranker",
+        precision="int8" if quantize else "fp32",
         reranker={"input": input_kind, "extractor": {"name": extractor_name, "version": int(extractor_version)},
                   "top_n": int(top_n)},
     )
@@ -144,14 +155,24 @@ def export_reranker(
         feeds = {k: v for k, v in prepared.feeds.items() if k in used}
         rename_output(onnx_path, RERANKER_OUTPUT)
         max_diff = check_parity(onnx_path, feeds, prepared.reference, atol=RERANKER_PARITY_ATOL)
+        expected = prepared.reference
+        compression: Dict[str, Any] = {}
+        if quantize == "int8":
+            int8_path = Path(scratch) / f"int8-{MODEL_FILE}"
+            info = quantize_int8(onnx_path, int8_path, calibration_feeds=[feeds])
+            expected, compression = _check_int8_scores(int8_path, feeds, prepared.reference)
+            compression["int8_float_matmuls"] = len(info["float_matmuls"])
+            onnx_path = int8_path
         onnx_path.replace(build_dir / MODEL_FILE)
         if prepared.tokenizer is not None:
             prepared.tokenizer.save_pretrained(str(build_dir / TOKENIZER_DIR))
         manifest.inputs = list(used)
         manifest.metrics = {"parity_max_abs_diff": max_diff, "parity_pairs": len(prepared.reference),
-                            **(metrics or {})}
+                            **compression, **(metrics or {})}
         manifest.save(build_dir)
-        _check_runtime(build_dir, prepared.pairs, prepared.reference)
+        # dynamic int8 quantizes activations by each batch's range, so the runtime's batches add quantization noise
+        tolerance = max(RERANKER_PARITY_ATOL, 2 * compression.get("int8_max_abs_diff", 0.0))
+        _check_runtime(build_dir, prepared.pairs, expected, tolerance)
     LOGGER.info("Exported reranker %s v%d (%s, for %s v%d) to %s in %.1f s; parity max |diff| %.2e",
                 name, version, input_kind, extractor_name, extractor_version, final_dir,
                 time.perf_counter() - started, max_diff)
@@ -274,16 +295,42 @@ def rename_output(path: Path, new_name: str) -> None:
     onnx.save(model, str(path))
 
 
-def _check_runtime(build_dir: Path, pairs: TPairs, reference: np.ndarray) -> None:
+def _check_int8_scores(int8_path: Path, feeds: Mapping[str, np.ndarray],
+                       reference: np.ndarray) -> Tuple[np.ndarray, Dict[str, Any]]:
+    """The int8 graph's scores of the sample feeds and how they compare with fp32's; raises if they correlate
+    below `INT8_MIN_SCORE_CORRELATION`."""
+    from oml.inference.onnx_runtime import _create_session
+
+    session = _create_session(int8_path, "cpu", None)
+    names = [i.name for i in session.get_inputs()]
+    (scores,) = session.run(None, {name: feeds[name] for name in names})
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    reference = np.asarray(reference, dtype=np.float32).reshape(-1)
+    if len(reference) > 1 and np.std(reference) > 0 and np.std(scores) > 0:
+        correlation = float(np.corrcoef(reference, scores)[0, 1])
+    else:
+        correlation = 1.0 if np.allclose(reference, scores, atol=RERANKER_PARITY_ATOL) else 0.0
+    stats = {"int8_score_correlation": round(correlation, 6),
+             "int8_max_abs_diff": round(float(np.abs(scores - reference).max()), 6), "int8_check_pairs": len(scores)}
+    LOGGER.info("int8 reranker vs fp32 on %d pairs: score correlation %.4f, max |diff| %.3g", len(scores),
+                correlation, stats["int8_max_abs_diff"])
+    if not correlation >= INT8_MIN_SCORE_CORRELATION:
+        raise QuantizationQualityError(f"int8 reranker scores are too far from fp32: correlation {correlation:.4f} "
+                                       f"< {INT8_MIN_SCORE_CORRELATION} on {len(scores)} pairs")
+    return scores, stats
+
+
+def _check_runtime(build_dir: Path, pairs: TPairs, reference: np.ndarray,
+                   tolerance: float = RERANKER_PARITY_ATOL) -> None:
     """Open the finished folder as the server will and score the sample pairs with the runtime's own input
     preparation (tokenization and joining, image decoding and preprocessing)."""
     from oml.inference import OnnxReranker
 
     scores = OnnxReranker.load(build_dir, device="cpu").score(*pairs)
     diff = float(np.abs(scores - reference).max())
-    if not diff <= RERANKER_PARITY_ATOL:
-        raise ExportParityError(f"the loaded reranker's scores differ from torch by max |diff| = {diff:.3g} "
-                                f"> {RERANKER_PARITY_ATOL:g}")
+    if not diff <= tolerance:
+        raise ExportParityError(f"the loaded reranker's scores differ from the graph's by max |diff| = {diff:.3g} "
+                                f"> {tolerance:g}")
 
 
 __all__ = ["export_reranker", "rename_output", "PairScoresGraph", "JoinedPairScoresGraph", "RERANKER_PARITY_ATOL"]

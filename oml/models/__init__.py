@@ -7,6 +7,7 @@ from oml.models.meta import (
     EmbeddingPairsMLP,
     HFCrossEncoder,
     LinearTrivialDistanceSiamese,
+    RelationSiamese,
     TrivialDistanceSiamese,
 )
 from oml.models.pooling import GEM
@@ -26,4 +27,5 @@ __all__ = [
     "LinearTrivialDistanceSiamese",
     "EmbeddingPairsMLP",
     "HFCrossEncoder",
+    "RelationSiamese",
 ]

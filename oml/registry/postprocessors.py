@@ -15,6 +15,7 @@ from oml.models.meta import (
     EmbeddingPairsMLP,
     HFCrossEncoder,
     LinearTrivialDistanceSiamese,
+    RelationSiamese,
     TrivialDistanceSiamese,
 )
 from oml.registry.cfg import TCfg, TProblems, cfg_to_dict, check_cfg, lookup
@@ -27,6 +28,7 @@ PAIRWISE_MODELS_REGISTRY: Dict[str, type] = {
     "linear_trivial_distance_siamese": LinearTrivialDistanceSiamese,
     "embedding_pairs_mlp": EmbeddingPairsMLP,
     "hf_cross_encoder": HFCrossEncoder,
+    "relation_siamese": RelationSiamese,
 }
 
 POSTPROCESSORS_REGISTRY: Dict[str, type] = {

@@ -10,10 +10,16 @@ import torch
 from PIL import Image
 
 from oml.artifact import ArtifactError
-from oml.export import ExportParityError, export_extractor, export_reranker
+from oml.export import ExportParityError, QuantizationQualityError, export_extractor, export_reranker
 from oml.inference import InvalidInputError, OnnxReranker, rerank_results
 from oml.inference.images import decode_image, preprocess_image
-from oml.models import ConcatSiamese, ConvNetExtractor, EmbeddingPairsMLP, LinearTrivialDistanceSiamese
+from oml.models import (
+    ConcatSiamese,
+    ConvNetExtractor,
+    EmbeddingPairsMLP,
+    LinearTrivialDistanceSiamese,
+    RelationSiamese,
+)
 from oml.retrieval import RetrievalResults
 
 DIM = 8
@@ -110,6 +116,59 @@ def test_concat_siamese_on_omniglot(tmp_path: Path, data_dir: Path) -> None:
     assert np.abs(reranker.score(as_pil, as_bytes, batch_size=4) - expected).max() <= 1e-3
     with pytest.raises(InvalidInputError, match="images\\[0\\]"):
         reranker.score([b"not an image"], [as_bytes[0]])
+
+
+def test_relation_siamese_is_symmetric_and_exports_on_omniglot(tmp_path: Path, data_dir: Path) -> None:
+    torch.manual_seed(0)
+    model = RelationSiamese(ConvNetExtractor(n_blocks=4, channels=8), shared_blocks=2, relation_channels=8,
+                            mlp_hidden_dims=(8,)).eval()
+    same, other = _omniglot(data_dir, "character01", 4), _omniglot(data_dir, "character02", 2)
+    queries, items = same[:2] + same[:2], same[2:] + other
+    pixels = torch.from_numpy(np.stack([preprocess_image(decode_image(p), OMNIGLOT_PRE) for p in queries + items]))
+    with torch.no_grad():
+        forward, backward = model(pixels[:4], pixels[4:]), model(pixels[4:], pixels[:4])
+    assert torch.allclose(forward, backward, atol=1e-6)
+    path = _export(model, tmp_path, "images", preprocessing=OMNIGLOT_PRE, sample_pairs=(queries, items))
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["source"]["pairwise_model"] == "RelationSiamese"
+    assert np.abs(OnnxReranker.load(path, device="cpu").score(queries, items) - model.predict(
+        pixels[:4], pixels[4:]).detach().numpy()).max() <= 1e-3
+
+
+def test_relation_siamese_checks_its_extractor() -> None:
+    with pytest.raises(ValueError, match="shared_blocks must be between 1 and 2"):
+        RelationSiamese(ConvNetExtractor(n_blocks=2, channels=4), shared_blocks=3)
+    with pytest.raises(ValueError, match="nn.Sequential `features`"):
+        RelationSiamese(LinearTrivialDistanceSiamese(4))  # type: ignore[arg-type]
+
+
+def test_int8_export_checks_scores_against_fp32_and_records_it(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = EmbeddingPairsMLP(DIM, hidden_dims=(64,), distance_weight=0.0).eval()
+    queries, items = _rows(128, 1), _rows(128, 2)
+    path = _export(model, tmp_path, sample_pairs=(queries, items), quantize="int8")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["precision"] == "int8"
+    metrics = manifest["metrics"]
+    assert metrics["int8_score_correlation"] >= 0.98 and metrics["int8_check_pairs"] == 128
+    with torch.no_grad():
+        fp32 = model.predict(torch.from_numpy(queries), torch.from_numpy(items)).numpy()
+    scores = OnnxReranker.load(path, device="cpu").score(queries, items)
+    assert np.corrcoef(scores, fp32)[0, 1] >= 0.98
+    assert 0 < np.abs(scores - fp32).max() <= 2 * metrics["int8_max_abs_diff"] + 1e-3  # really quantized
+
+
+def test_int8_export_that_loses_the_ranking_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import oml.export.reranker as reranker_export
+
+    torch.manual_seed(0)
+    model = EmbeddingPairsMLP(DIM, hidden_dims=(64,), distance_weight=0.0).eval()
+    monkeypatch.setattr(reranker_export, "INT8_MIN_SCORE_CORRELATION", 1.01)  # no graph can pass
+    with pytest.raises(QuantizationQualityError, match="int8 reranker scores are too far from fp32"):
+        _export(model, tmp_path, sample_pairs=(_rows(64, 1), _rows(64, 2)), quantize="int8")
+    assert not (tmp_path / "rr" / "1").exists()
+    with pytest.raises(ValueError, match="quantize must be None or 'int8'"):
+        _export(model, tmp_path, quantize="fp16")
 
 
 def test_images_reranker_needs_preprocessing(tmp_path: Path) -> None:

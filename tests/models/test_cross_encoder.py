@@ -91,7 +91,23 @@ def test_cross_encoder_trains_and_reloads_its_weights(cross_encoder: HFCrossEnco
         assert torch.allclose(reloaded.predict(*batch), cross_encoder.predict(*batch))
 
 
+def test_num_layers_keeps_the_first_layers_of_the_encoder() -> None:
+    torch.manual_seed(0)
+    shallow = HFCrossEncoder(num_layers=2, max_length=24).eval()
+    full = HFCrossEncoder(max_length=24).eval()
+    assert shallow.num_layers == 2 and len(shallow.encoder.encoder.layer) == 2 and full.num_layers == 6
+    assert shallow.encoder.config.num_hidden_layers == 2
+    kept, cut = shallow.encoder.encoder.layer[1].state_dict(), full.encoder.encoder.layer[1].state_dict()
+    assert all(torch.equal(kept[name], cut[name]) for name in kept)  # the same pretrained layer, not a new one
+    batch = shallow.tokenizer(["a small dog"], ["a puppy"], return_tensors="pt")
+    joined = {k: v for k, v in batch.items()}
+    with torch.no_grad():
+        assert shallow.forward_joined(joined).shape == (1,)
+
+
 def test_cross_encoder_checks_its_arguments() -> None:
+    with pytest.raises(ValueError, match="num_layers must be between 1 and 6"):
+        HFCrossEncoder(num_layers=7)
     with pytest.raises(ValueError, match="pooling must be one of"):
         HFCrossEncoder(pooling="max")
     with pytest.raises(ValueError, match="max_length must be at least 4"):

@@ -6,6 +6,7 @@ data's modality and whose pairwise model takes what the data gives (texts, image
 `ConfigError` naming each bad key.
 """
 
+import copy
 from pathlib import Path
 from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence
 
@@ -37,9 +38,11 @@ INPUT_KINDS = {
     "linear_trivial_distance_siamese": "embeddings",
     "hf_cross_encoder": "texts",
     "concat_siamese": "images",
+    "relation_siamese": "images",
 }
 KIND_MODALITY = {"texts": "text", "images": "image"}  # "embeddings" take either
 FILLED_ARGS = ("feat_dim", "max_length")  # from the extractor artifact and the config's max_length
+EXTRACTOR_CHECKPOINT = "extractor_checkpoint"  # as a siamese extractor's `weights`: the artifact's training checkpoint
 
 
 class MiningCfg(StrictCfg):
@@ -60,6 +63,7 @@ class RerankerConfig(RunConfig):
     mining: MiningCfg = Field(default_factory=MiningCfg)
     # inputs of the pairwise model
     max_length: int = Field(128, ge=4)
+    quantize: Optional[Literal["int8"]] = None  # int8 export, checked against fp32 scores of validation pairs
     transforms_train: Optional[NamedCfg] = None
     transforms_val: Optional[NamedCfg] = None
     # what it learns
@@ -215,14 +219,26 @@ def probe_modality(dataset_root: Path, dataframe_name: Optional[str], dataset_fo
     return "text" if TEXTS_COLUMN in columns else None
 
 
-def pairwise_model_args(config: RerankerConfig, embedding_size: int) -> Dict[str, Any]:
-    """The pairwise model's arguments with those filled in from the artifact and the config."""
+def pairwise_model_args(config: RerankerConfig, embedding_size: int,
+                        extractor_source: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """The pairwise model's arguments with those filled in from the artifact and the config: ``feat_dim``,
+    ``max_length``, and a siamese extractor's ``weights: extractor_checkpoint`` replaced by the checkpoint the
+    extractor artifact was exported from (its manifest's ``source.training.checkpoint``)."""
     from oml.registry.cfg import signature_params
     from oml.registry.postprocessors import PAIRWISE_MODELS_REGISTRY
 
     named, _ = signature_params(PAIRWISE_MODELS_REGISTRY[config.pairwise_model.name])
     filled = {"feat_dim": embedding_size, "max_length": config.max_length}
-    return {**{k: v for k, v in filled.items() if k in named}, **config.pairwise_model.args}
+    args = {**{k: v for k, v in filled.items() if k in named}, **copy.deepcopy(config.pairwise_model.args)}
+    extractor_args = (args.get("extractor") or {}).get("args") if isinstance(args.get("extractor"), Mapping) else None
+    if isinstance(extractor_args, dict) and extractor_args.get("weights") == EXTRACTOR_CHECKPOINT:
+        checkpoint = ((extractor_source or {}).get("training") or {}).get("checkpoint")
+        if not checkpoint or not Path(checkpoint).is_file():
+            raise ValueError(f"pairwise_model.args.extractor.args.weights is {EXTRACTOR_CHECKPOINT!r}, but the "
+                             f"extractor artifact names no training checkpoint that exists here ({checkpoint!r}); "
+                             "give a checkpoint path or null")
+        extractor_args["weights"] = checkpoint
+    return args
 
 
 __all__ = ["INPUT_KINDS", "MiningCfg", "RerankerConfig", "load_reranker_config", "validate_reranker_raw",

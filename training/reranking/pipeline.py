@@ -35,6 +35,7 @@ from training.run_dir import RunDir
 
 LOGGER = logging.getLogger("training")
 SAMPLE_PAIRS_FOR_EXPORT = 16
+SAMPLE_PAIRS_FOR_INT8_CHECK = 256
 TRAIN_LOSS = "pairwise_loss"
 
 
@@ -156,8 +157,8 @@ def build_parts(config: RerankerConfig) -> Parts:
     if extractor.modality != data.modality:
         raise TrainingError(f"extractor_artifact {config.extractor_artifact} embeds {extractor.modality}s, but the "
                             f"data holds {data.modality}s")
-    args = pairwise_model_args(config, extractor.embedding_size)
     try:
+        args = pairwise_model_args(config, extractor.embedding_size, extractor.manifest.source)
         model = get_pairwise_model_by_cfg({"name": config.pairwise_model.name, "args": args})
     except (TypeError, ValueError, KeyError, OSError) as e:
         raise TrainingError(f"pairwise_model {config.pairwise_model.name!r}: {e}") from e
@@ -421,7 +422,8 @@ def _export(config: RerankerConfig, parts: Parts, rr: Any, val_vectors: np.ndarr
 
     query_rows, gallery_rows = parts.bench.query_rows, parts.bench.gallery_rows
     pairs = [(int(query_rows[q]), int(gallery_rows[j])) for q, ids in enumerate(rr.retrieved_ids)
-             for j in ids[:config.top_n].tolist()][:SAMPLE_PAIRS_FOR_EXPORT]
+             for j in ids[:config.top_n].tolist()]
+    pairs = pairs[:SAMPLE_PAIRS_FOR_INT8_CHECK if config.quantize else SAMPLE_PAIRS_FOR_EXPORT]
     if config.input_kind == "embeddings":
         samples: Any = (val_vectors[[a for a, _ in pairs]], val_vectors[[b for _, b in pairs]])
     else:
@@ -435,7 +437,7 @@ def _export(config: RerankerConfig, parts: Parts, rr: Any, val_vectors: np.ndarr
             extractor_name=manifest.name, extractor_version=manifest.version, top_n=config.top_n,
             modality=parts.data.modality, embedding_size=parts.extractor.embedding_size,
             preprocessing=parts.preprocessing or None, source=source, metrics=metrics,
-            sample_pairs=samples if pairs else None,
+            sample_pairs=samples if pairs else None, quantize=config.quantize,
         ))
     except Exception as error:
         raise TrainingError(f"the export of the trained reranker failed, so no version was made: "

@@ -5,8 +5,9 @@ from oml.models.meta.siamese import (
     ConcatSiamese,
     EmbeddingPairsMLP,
     LinearTrivialDistanceSiamese,
+    RelationSiamese,
     TrivialDistanceSiamese,
 )
 
-__all__ = ["ConcatSiamese", "LinearTrivialDistanceSiamese", "TrivialDistanceSiamese", "EmbeddingPairsMLP",
+__all__ = ["ConcatSiamese", "LinearTrivialDistanceSiamese", "TrivialDistanceSiamese", "EmbeddingPairsMLP", "RelationSiamese",
            "HFCrossEncoder", "join_token_pairs"]

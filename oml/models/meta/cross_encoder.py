@@ -33,6 +33,20 @@ def unpad_ids(batch: Mapping[str, Any]) -> List[List[int]]:
     return [row[keep].tolist() for row, keep in zip(ids, mask)]
 
 
+def _keep_first_layers(encoder: nn.Module, num_layers: Optional[int]) -> int:
+    """Cut a BERT-like encoder (``encoder.encoder.layer``) to its first ``num_layers`` layers; the count kept."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if num_layers is None:
+        return len(layers) if layers is not None else int(encoder.config.num_hidden_layers)
+    if layers is None:
+        raise ValueError(f"num_layers needs a BERT-like encoder with encoder.layer; {type(encoder).__name__} has none")
+    if not 1 <= int(num_layers) <= len(layers):
+        raise ValueError(f"num_layers must be between 1 and {len(layers)}, got {num_layers}")
+    encoder.encoder.layer = layers[: int(num_layers)]
+    encoder.config.num_hidden_layers = int(num_layers)
+    return int(num_layers)
+
+
 class HFCrossEncoder(IPairwiseModel):
     """A transformers encoder and a linear head over its pooled states of ``[CLS] query [SEP] item [SEP]``.
 
@@ -43,12 +57,14 @@ class HFCrossEncoder(IPairwiseModel):
     """
 
     def __init__(self, path: TPath = DEFAULT_CROSS_ENCODER_PATH, pooling: str = "mean", max_length: int = 128,
-                 weights: Optional[Any] = None):
+                 num_layers: Optional[int] = None, weights: Optional[Any] = None):
         """
         Args:
             path: a Hugging Face folder or ``<installed package>/<folder>`` (the bundled MiniLM by default).
             pooling: ``"mean"`` over the joined sequence's attention mask or ``"cls"`` (the first token).
             max_length: tokens of a joined pair, specials included.
+            num_layers: keep only the encoder's first ``num_layers`` transformer layers (all when None): the cost of
+                a pair falls in proportion, and fine-tuning adapts the head to the shallower states.
             weights: a checkpoint of this whole model (encoder and head), or None for the folder's encoder and a
                 fresh head.
         """
@@ -64,6 +80,7 @@ class HFCrossEncoder(IPairwiseModel):
         folder = resolve_hf_folder(path)
         self.path = str(path)
         self.encoder = AutoModel.from_pretrained(str(folder), local_files_only=True)
+        self.num_layers = _keep_first_layers(self.encoder, num_layers)
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.head = nn.Linear(int(self.encoder.config.hidden_size), 1)
         self.pooling = pooling

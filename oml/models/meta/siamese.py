@@ -4,6 +4,8 @@
 * `TrivialDistanceSiamese`: the Euclidean distance of an extractor's embeddings (a baseline and a test double).
 * `LinearTrivialDistanceSiamese`: the Euclidean distance after a learnt linear map of embeddings.
 * `EmbeddingPairsMLP`: an MLP over (|e1 - e2|, e1 * e2) of precomputed embeddings: light enough for a CPU server.
+* `RelationSiamese`: both images through the first blocks of a ConvNet, their feature maps side by side through
+  the rest: a relation network (Sung et al. 2018) that compares the images where they are still spatial.
 """
 
 from typing import Any, List, Optional, Sequence
@@ -129,4 +131,60 @@ class EmbeddingPairsMLP(IPairwiseModel):
         return logits
 
 
-__all__ = ["ConcatSiamese", "TrivialDistanceSiamese", "LinearTrivialDistanceSiamese", "EmbeddingPairsMLP"]
+class RelationSiamese(IPairwiseModel, IFreezable):
+    """Compares two images by their feature maps: the extractor's first ``shared_blocks`` blocks embed each image,
+    the two maps are stacked along channels (and in the other order, so the score is symmetric), and
+    ``relation_blocks`` conv blocks, average pooling and an MLP give the logit.
+
+    The extractor must keep its blocks in an ``nn.Sequential`` called ``features`` (`oml.models.ConvNetExtractor`);
+    initialise it from the extractor whose retrieval is reranked, so that the shared blocks start from features
+    that already tell the classes apart.
+    """
+
+    def __init__(self, extractor: IExtractor, shared_blocks: int = 2, relation_channels: int = 64,
+                 relation_blocks: int = 2, mlp_hidden_dims: Sequence[int] = (64,), weights: Optional[Any] = None):
+        super().__init__()
+        features = getattr(extractor, "features", None)
+        if not isinstance(features, nn.Sequential):
+            raise ValueError(f"RelationSiamese needs an extractor whose blocks are an nn.Sequential `features`; "
+                             f"{type(extractor).__name__} has none")
+        if not 1 <= int(shared_blocks) <= len(features):
+            raise ValueError(f"shared_blocks must be between 1 and {len(features)}, got {shared_blocks}")
+        if int(relation_blocks) < 1:
+            raise ValueError(f"relation_blocks must be >= 1, got {relation_blocks}")
+        self.shared = features[: int(shared_blocks)]
+        channels = _out_channels(self.shared)
+        blocks: List[nn.Module] = []
+        in_channels = 2 * channels
+        for _ in range(int(relation_blocks)):
+            blocks += [nn.Conv2d(in_channels, int(relation_channels), kernel_size=3, padding=1),
+                       nn.BatchNorm2d(int(relation_channels)), nn.ReLU()]
+            in_channels = int(relation_channels)
+        self.relation = nn.Sequential(*blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = _mlp(in_channels, mlp_hidden_dims)
+        _load_weights(self, weights)
+
+    def _score(self, first: Tensor, second: Tensor) -> Tensor:
+        return self.head(self.relation(torch.cat([first, second], dim=1))).squeeze(-1)
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        maps1, maps2 = self.shared(x1), self.shared(x2)
+        return (self._score(maps1, maps2) + self._score(maps2, maps1)) / 2
+
+    def freeze(self) -> None:
+        """Train only the relation blocks and the head."""
+        self.shared.requires_grad_(False)
+
+    def unfreeze(self) -> None:
+        self.shared.requires_grad_(True)
+
+
+def _out_channels(blocks: nn.Sequential) -> int:
+    convs = [m for m in blocks.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError("the shared blocks hold no Conv2d")
+    return int(convs[-1].out_channels)
+
+
+__all__ = ["ConcatSiamese", "TrivialDistanceSiamese", "LinearTrivialDistanceSiamese", "EmbeddingPairsMLP",
+           "RelationSiamese"]
