@@ -123,6 +123,35 @@ def test_a_concat_siamese_reranker_trains_on_drawings_at_28_px(images_root, trai
           metrics["validation_after"]["OVERALL/cmc/1"])
 
 
+def test_a_relation_siamese_starts_from_the_extractors_own_checkpoint(images_root, tmp_path):
+    from conftest import _train_in_process
+    from training_helpers import image_config
+
+    convnet = {"name": "convnet", "args": {"n_blocks": 2, "channels": 8}}
+    _, trained = _train_in_process(image_config(
+        images_root, tmp_path / "extractor", name="tiny_convnet", extractor=convnet,
+        transforms_val={"name": "norm_resize_torch", "args": {"im_size": 28}}))
+    artifact = trained.version_dir
+    checkpoint = load_artifact(artifact).manifest.source["training"]["checkpoint"]
+    relation = {"name": "relation_siamese", "args": {
+        "extractor": {"name": "convnet", "args": {**convnet["args"], "weights": "extractor_checkpoint"}},
+        "shared_blocks": 1, "relation_channels": 8, "mlp_hidden_dims": [8]}}
+    raw = reranker_config(images_root, tmp_path, artifact, relation, name="tiny_relation",
+                          mining={"max_anchors": 64, "positives": 1},
+                          transforms_val={"name": "norm_resize_torch", "args": {"im_size": 28}})
+    config = load_reranker_config(raw=raw)
+    result = train_reranker(config)
+    check_version(result, config, artifact, "images")
+    assert load_artifact(result.version_dir).manifest.source["pairwise_model"] == "RelationSiamese"
+    assert config.pairwise_model.args["extractor"]["args"]["weights"] == "extractor_checkpoint"  # config unchanged
+    from training.reranking.config import pairwise_model_args
+
+    args = pairwise_model_args(config, 8, load_artifact(artifact).manifest.source)
+    assert args["extractor"]["args"]["weights"] == checkpoint
+    with pytest.raises(ValueError, match="names no training checkpoint that exists here"):
+        pairwise_model_args(config, 8, {"training": {}})
+
+
 def problems_of(raw: Dict[str, Any]) -> Dict[str, str]:
     with pytest.raises(ConfigError) as info:
         load_reranker_config(raw=raw)
