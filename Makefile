@@ -9,7 +9,7 @@ MODELS_DIR ?= models
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-dev test serve bench clean
+.PHONY: install install-dev test serve bench clean chromium
 
 # `make serve` installs what serving needs; `make test` adds the `dev` extra (pytest and friends).
 install: $(STAMP)
@@ -26,8 +26,15 @@ $(DEV_STAMP): $(STAMP)
 	$(PY) -m pip install -e '.[dev]'
 	touch $(DEV_STAMP)
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) chromium
 	$(PY) -m pytest
+
+# Best effort, never fails: tests/ui drive Debian's `chromium`; without it they skip and say so.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -qq && apt-get install -y -qq chromium) || echo "note: apt-get could not install chromium; tests/ui will skip"; \
+	  else echo "note: tests/ui need Chromium (as root: apt-get install chromium); they will skip"; fi; }
 
 serve: $(STAMP)
 	$(VENV)/bin/oml serve --data-dir $(DATA_DIR) --models-dir $(MODELS_DIR) --host $(HOST) --port $(PORT)

@@ -15,16 +15,19 @@ from server.metrics import RequestMetricsMiddleware
 from server.model_registry import ExtractorLoader, load_extractor
 from server.openapi import document_manual_bodies
 from server.rerankers import RerankerLoader, load_reranker
-from server.routes import evaluate, galleries, health, items, jobs, metrics, models, search
+from server.routes import (archives, classify, evaluate, galleries, health, image_embeddings, item_files, items, jobs,
+                           metrics, models, openai_embeddings, search)
 from server.services import Services, build_services
 from server.settings import Settings
+from server.ui import routes as ui_routes
 
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = """Embedding search over galleries of texts or images.
 
 Write endpoints need the API key (header `X-API-Key`) when the server has one; search and health stay open unless
-`OML_PROTECT_SEARCH` is set. Errors are JSON `{"detail": "...", "error": "code"}`.
+`OML_PROTECT_SEARCH` is set. Errors are JSON `{"detail": "...", "error": "code"}`, except under `/v1/` (the
+OpenAI-compatible API), where they have OpenAI's shape `{"error": {"message", "type", "param", "code"}}`.
 """
 
 
@@ -63,10 +66,14 @@ def create_app(settings: Optional[Settings] = None, loader: ExtractorLoader = lo
                       "example": error_body("internal error: RuntimeError", "internal_error")}}}})
     app.state.services = services
     install_error_handlers(app)
-    for module in (health, models, galleries, items, search, evaluate, jobs, metrics):
+    for module in (health, models, galleries, item_files, archives, items, search, evaluate, classify, image_embeddings,
+                   openai_embeddings, jobs, metrics):
         app.include_router(module.router)
+    app.include_router(ui_routes.router)  # /ui: the web page (and / redirects there)
+    ui_routes.mount_static(app)
     document_manual_bodies(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes,
+                       larger=[(archives.ARCHIVE_PATH, settings.max_archive_upload_bytes)])
     app.add_middleware(RequestMetricsMiddleware, metrics_getter=lambda: services.metrics)
     return app
 

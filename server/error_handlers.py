@@ -1,4 +1,5 @@
-"""The app's exception handlers: every error becomes a JSON `{"detail", "error"}` reply.
+"""The app's exception handlers: every error becomes a JSON `{"detail", "error"}` reply, or under `/v1/` (the
+OpenAI-compatible API) OpenAI's `{"error": {"message", "type", "param", "code"}}` with the same message and code.
 
 Errors listed in `server.error_table` share one handler; FastAPI's own validation and routing errors and anything
 unexpected (500) have one each.
@@ -6,6 +7,7 @@ unexpected (500) have one each.
 
 import json
 import logging
+from typing import Any, Mapping, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from server.error_table import ERROR_TABLE, reply_for
 from server.errors import describe_validation_errors, error_body
+from server.openai_schemas import openai_error_body
 
 logger = logging.getLogger(__name__)
 
@@ -22,19 +25,30 @@ _CODES_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 4
                     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large", 415: "unsupported_media_type",
                     422: "invalid_input", 501: "not_implemented", 503: "unavailable"}
 
+OPENAI_PREFIX = "/v1/"
+
+
+def _error_reply(request: Request, status: int, detail: str, code: str, headers: Optional[Mapping[str, str]] = None,
+                 param: Optional[str] = None, **extra: Any) -> JSONResponse:
+    """The error reply in the shape the request's API expects (OpenAI's under /v1/, else ours)."""
+    if request.url.path.startswith(OPENAI_PREFIX):
+        body = openai_error_body(detail, code, status, param)
+    else:
+        body = error_body(detail, code, **extra)
+    return JSONResponse(body, status_code=status, headers=headers)
+
 
 async def _table_error_handler(request: Request, error: Exception) -> JSONResponse:
     reply = reply_for(error)
     assert reply is not None, f"{type(error).__name__} is registered but not in the error table"
     logger.info("%s %s -> %d: %s", request.method, request.url.path, reply.status, error)
-    return JSONResponse(error_body(str(error) or type(error).__name__, reply.code), status_code=reply.status)
+    return _error_reply(request, reply.status, str(error) or type(error).__name__, reply.code)
 
 
 async def _http_error_handler(request: Request, error: StarletteHTTPException) -> JSONResponse:
     detail = error.detail if isinstance(error.detail, str) else json.dumps(error.detail)
     code = _CODES_BY_STATUS.get(error.status_code, "error")
-    return JSONResponse(error_body(detail, code), status_code=error.status_code,
-                        headers=getattr(error, "headers", None))
+    return _error_reply(request, error.status_code, detail, code, headers=getattr(error, "headers", None))
 
 
 async def _validation_error_handler(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -43,16 +57,17 @@ async def _validation_error_handler(request: Request, error: RequestValidationEr
     if malformed:
         reason = str(malformed[0].get("ctx", {}).get("error", ""))
         detail = f"malformed JSON body: {reason}".rstrip(": ")
-        return JSONResponse(error_body(detail, "malformed_json"), status_code=400)
+        return _error_reply(request, 400, detail, "malformed_json")
     detail = describe_validation_errors(errors) or "invalid request"
     safe_errors = [{"loc": [str(part) for part in e.get("loc", ())], "msg": str(e.get("msg", "")),
                     "type": str(e.get("type", ""))} for e in errors[:20]]
-    return JSONResponse(error_body(detail, "invalid_request", errors=safe_errors), status_code=422)
+    param = ".".join(part for part in safe_errors[0]["loc"] if part != "body") if safe_errors else None
+    return _error_reply(request, 422, detail, "invalid_request", param=param or None, errors=safe_errors)
 
 
 async def _unexpected_error_handler(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
-    return JSONResponse(error_body(f"internal error: {type(error).__name__}", "internal_error"), status_code=500)
+    return _error_reply(request, 500, f"internal error: {type(error).__name__}", "internal_error")
 
 
 def install_error_handlers(app: FastAPI) -> None:

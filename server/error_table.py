@@ -11,6 +11,7 @@ from typing import Dict, Optional, Type
 from indexing import (GalleryError, GalleryExistsError, GalleryNotFoundError, IndexSpecError, InvalidGalleryNameError,
                       ModelMismatchError)
 from oml.inference import InvalidInputError as UndecodableInputError
+from server.archives import ArchiveRejected
 from server.errors import (ApiError, ForbiddenError, InvalidInputError, MalformedJsonError, ModalityMismatchError,
                            UnauthorizedError, UnsupportedMediaTypeError)
 from server.evaluation import TooManyQueries
@@ -18,6 +19,7 @@ from server.galleries import GalleryBusy, ItemNotFound
 from server.jobs import JobNotFound
 from server.model_registry import ModelNotFound, ModelUnavailable
 from server.rerankers import RerankerMismatch
+from server.routes.item_files import NoSourceFile
 from server.search_service import KOutOfRange, RerankTopNOutOfRange, RerankUnavailable
 
 
@@ -46,6 +48,8 @@ ERROR_TABLE: Dict[Type[Exception], ErrorReply] = {
     GalleryError: ErrorReply(409, "gallery_unavailable"),
     # the server's services
     ItemNotFound: ErrorReply(404, "not_found"),
+    NoSourceFile: ErrorReply(404, "no_file"),
+    ArchiveRejected: ErrorReply(400, "invalid_archive"),
     JobNotFound: ErrorReply(404, "not_found"),
     ModelNotFound: ErrorReply(404, "not_found"),
     KOutOfRange: ErrorReply(422, "invalid_k"),

@@ -266,12 +266,21 @@ class GalleryService:
         return result
 
     def reembed_gallery(self, gallery_name: str, extractor: Extractor) -> None:
-        def stop_if_shutting_down(done: int) -> None:
+        """Re-embed on this thread; `GET /jobs` shows it as a job of kind `reembed` (done: items re-embedded)."""
+        gallery = self.gallery(gallery_name)
+        job = self.jobs.track(gallery_name, len(gallery), kind="reembed")
+
+        def report_or_stop(done: int) -> None:
+            job.progress(done)
             if self.registry.stopping:
                 raise RuntimeError(f"server shut down while re-embedding gallery {gallery_name!r} ({done} items done)")
 
-        self.gallery(gallery_name).reembed(extractor, batch_size=self.settings.job_chunk_size,
-                                           on_batch=stop_if_shutting_down)
+        try:
+            gallery.reembed(extractor, batch_size=self.settings.job_chunk_size, on_batch=report_or_stop)
+        except BaseException as error:
+            job.fail(f"{type(error).__name__}: {error}", state="interrupted" if self.registry.stopping else "failed")
+            raise
+        job.finish()
 
 
 def _read_at_version(gallery: Gallery, version: int, read: Callable[[], Any]) -> Any:

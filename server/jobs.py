@@ -45,6 +45,11 @@ class ServerStopping(RuntimeError):
     """Raised inside a job's progress report when the server shuts down, so the job ends between chunks."""
 
 
+class JobNotes(Exception):
+    """Raised by a job's work that finished yet has something to say (e.g. members it skipped): the job ends
+    `done` with this message as its `error`."""
+
+
 class JobStore:
     """Job records in `<data_dir>/jobs.sqlite3`; a single background thread runs the jobs one after another."""
 
@@ -96,6 +101,10 @@ class JobStore:
 
         try:
             work(progress)
+        except JobNotes as notes:
+            self._update(job_id, state="done", error=str(notes))
+            logger.info("job %s done in %.1f s: %s", job_id, time.perf_counter() - started, notes)
+            return
         except ServerStopping:
             self._update(job_id, state="interrupted", error="server shut down while the job ran; items counted as "
                                                             "done are stored, the rest were not indexed")
@@ -107,6 +116,15 @@ class JobStore:
             return
         self._update(job_id, state="done")
         logger.info("job %s done in %.1f s", job_id, time.perf_counter() - started)
+
+    def track(self, gallery: str, total: int, kind: str) -> "JobHandle":
+        """Record a running job whose work runs on the caller's thread (e.g. re-embedding on a model swap)."""
+        job_id = uuid.uuid4().hex
+        now = time.time()
+        with self._lock, closing(self._connect()) as db:
+            db.execute("INSERT INTO jobs VALUES (?, ?, ?, 'running', ?, 0, NULL, ?, ?)",
+                       (job_id, gallery, kind, total, now, now))
+        return JobHandle(self, job_id, total)
 
     def get(self, job_id: str) -> JobInfo:
         with closing(self._connect()) as db:
@@ -128,9 +146,26 @@ class JobStore:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
+class JobHandle:
+    """A tracked job's progress reports: `progress(done)` (clipped to total), then `finish()` or `fail(error)`."""
+
+    def __init__(self, store: JobStore, job_id: str, total: int):
+        self.store, self.id, self.total = store, job_id, total
+
+    def progress(self, done: int) -> None:
+        self.store._update(self.id, done=min(done, self.total))
+
+    def finish(self) -> None:
+        self.store._update(self.id, state="done", done=self.total)
+
+    def fail(self, error: str, state: str = "failed") -> None:
+        """End the job `failed` (or `interrupted`) with `error`."""
+        self.store._update(self.id, state=state, error=error)
+
+
 def _record(row: sqlite3.Row) -> JobInfo:
     progress = row["done"] / row["total"] if row["total"] else 1.0
     return JobInfo(**dict(row), progress=progress)
 
 
-__all__ = ["JobStore", "JobNotFound", "ServerStopping", "JOBS_FILE"]
+__all__ = ["JobStore", "JobHandle", "JobNotFound", "JobNotes", "ServerStopping", "JOBS_FILE"]

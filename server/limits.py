@@ -1,6 +1,8 @@
 """Request body size limit: 413 JSON for bodies over `max_bytes`, whether announced or streamed."""
 
 import json
+import re
+from typing import Sequence, Tuple
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -8,14 +10,19 @@ from server.errors import error_body
 
 
 class BodySizeLimitMiddleware:
-    """Refuses bodies over `max_bytes` with 413 before the app reads them into memory."""
+    """Refuses bodies over `max_bytes` with 413 before the app reads them into memory; `larger` lists (path regex,
+    limit) pairs for routes allowed more (archive uploads)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: Sequence[Tuple[str, int]] = ()):
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = [(re.compile(pattern), limit) for pattern, limit in larger]
 
-    async def _refuse(self, send: Send, size_text: str) -> None:
-        body = json.dumps(error_body(f"request body {size_text} is over the limit of {self.max_bytes} bytes",
+    def limit_for(self, path: str) -> int:
+        return next((limit for pattern, limit in self.larger if pattern.fullmatch(path)), self.max_bytes)
+
+    async def _refuse(self, send: Send, size_text: str, max_bytes: int) -> None:
+        body = json.dumps(error_body(f"request body {size_text} is over the limit of {max_bytes} bytes",
                                      "payload_too_large")).encode("utf-8")
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -26,14 +33,15 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope.get("path", ""))
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     announced = int(value)
                 except ValueError:
                     announced = 0
-                if announced > self.max_bytes:
-                    await self._refuse(send, f"of {announced} bytes")
+                if announced > max_bytes:
+                    await self._refuse(send, f"of {announced} bytes", max_bytes)
                     return
         state = {"received": 0, "exceeded": False, "started": False}
 
@@ -43,7 +51,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
-                if state["received"] > self.max_bytes:
+                if state["received"] > max_bytes:
                     state["exceeded"] = True
                     return {"type": "http.disconnect"}
             return message
@@ -61,7 +69,7 @@ class BodySizeLimitMiddleware:
             if not state["exceeded"]:
                 raise
         if state["exceeded"] and not state["started"]:
-            await self._refuse(send, f"of more than {self.max_bytes} bytes (streamed)")
+            await self._refuse(send, f"of more than {max_bytes} bytes (streamed)", max_bytes)
 
 
 __all__ = ["BodySizeLimitMiddleware"]

@@ -167,6 +167,16 @@ class ItemsAccepted(BaseModel):
                                                              "keys": ["vim", "curl"], "job_id": None, "count": 2}})
 
 
+class ArchiveAccepted(ItemsAccepted):
+    """Reply to an archive upload (202): the job indexing its image members, and how many members were skipped."""
+
+    accepted: int = Field(description="image members the job will index")
+    skipped: int = Field(description="members skipped before the job: not images by suffix, dotfiles, __MACOSX/")
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "gallery": "glyphs", "indexed": 0, "keys": [], "job_id": "5f0c8a1e9b7d4c3a8e2f6a1b0c9d8e7f", "count": None,
+        "accepted": 60, "skipped": 1}})
+
+
 class ItemOut(BaseModel):
     """A stored item, as the gallery keeps it for re-embedding."""
 
@@ -187,7 +197,7 @@ class DeletedResponse(BaseModel):
 class JobInfo(BaseModel):
     id: str
     gallery: str
-    kind: str
+    kind: str = Field(description="index (items) | archive (an uploaded archive) | reembed (a model swap)")
     state: str = Field(description="queued | running | done | failed | interrupted")
     total: int
     done: int = Field(description="items stored so far; these survive a crash")
@@ -291,6 +301,6 @@ class EvaluateResponse(BaseModel):
 __all__ = [
     "ErrorResponse", "HealthResponse", "ReadyResponse", "ModelVersionInfo", "ModelInfo", "ModelsResponse",
     "ActivateRequest", "ActivateResponse", "GalleryCreate", "GalleryUpdate", "GalleryInfo", "GalleriesResponse",
-    "ItemIn", "ItemsRequest", "ItemMeta", "ItemsAccepted", "ItemOut", "DeletedResponse", "JobInfo", "SearchRequest",
+    "ItemIn", "ItemsRequest", "ItemMeta", "ItemsAccepted", "ArchiveAccepted", "ItemOut", "DeletedResponse", "JobInfo", "SearchRequest",
     "HitOut", "SearchResponse", "ModelRef", "RerankerInfo", "EvaluateQuery", "EvaluateRequest", "EvaluateResponse",
 ]

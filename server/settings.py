@@ -52,10 +52,15 @@ class Settings(BaseSettings):
     max_wait_ms: NonNegativeFloat = 3.0
     max_upload_bytes: AtLeastOne = 10 * 1024 * 1024
     max_image_pixels: AtLeastOne = 40_000_000
+    max_archive_upload_bytes: AtLeastOne = Field(1024 ** 3, description="body limit of POST .../items/archive only")
+    max_archive_members: AtLeastOne = Field(100_000, description="entries per uploaded archive")
+    max_archive_bytes: AtLeastOne = Field(2 * 1024 ** 3, description="declared uncompressed bytes per archive")
     max_text_chars: AtLeastOne = 2000
     max_texts_per_query: AtLeastOne = 64
     max_k: AtLeastOne = 100
     max_evaluate_queries: AtLeastOne = Field(1000, description="labelled queries per evaluate request")
+    max_embedding_inputs: AtLeastOne = Field(2048, description="inputs per /v1/embeddings or /embeddings/image "
+                                                               "request (OpenAI's limit)")
     sync_items_limit: NonNegativeInt = 64
     job_chunk_size: AtLeastOne = 64
     watch_interval_s: NonNegativeFloat = Field(2.0, description="seconds between scans of the models folder; 0: off")

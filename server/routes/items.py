@@ -91,13 +91,13 @@ async def add_items(request: Request, name: NameParam, response: Response, setti
     return ItemsAccepted(gallery=name, indexed=0, job_id=galleries.start_items_job(name, items))
 
 
-@router.get("/{key}", response_model=ItemOut, summary="One stored item by key",
+@router.get("/{key:path}", response_model=ItemOut, summary="One stored item by key",
             responses={404: {"model": ErrorResponse}})
 async def get_item(key: KeyParam, name: NameParam, galleries: GalleriesDep) -> ItemOut:
     return await run_in_threadpool(galleries.get_item, name, key)
 
 
-@router.delete("/{key}", response_model=DeletedResponse, dependencies=[Depends(require_api_key)],
+@router.delete("/{key:path}", response_model=DeletedResponse, dependencies=[Depends(require_api_key)],
                summary="Delete one item by key", responses={404: {"model": ErrorResponse}})
 async def delete_item(key: KeyParam, name: NameParam, galleries: GalleriesDep) -> DeletedResponse:
     await run_in_threadpool(galleries.delete_item, name, key)

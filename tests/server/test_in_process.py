@@ -86,6 +86,16 @@ def test_create_add_search_read_and_delete(client):
     assert client.delete("/galleries/notes").json() == {"deleted": "notes"}
 
 
+def test_keys_with_slashes_are_read_and_deleted(client):
+    key = "Greek/character05/0398_03"  # what an archive upload makes of a member path
+    added = client.post("/galleries/docs/items", json={"items": [{"key": key, "text": "alpha drawing"}]})
+    assert added.status_code == 200, added.text
+    assert client.get(f"/galleries/docs/items/{key}").json()["key"] == key
+    assert client.get(f"/galleries/docs/items/{key}/file").json()["error"] == "no_file"  # a text item
+    assert client.delete(f"/galleries/docs/items/{key}").json() == {"deleted": key}
+    assert client.get(f"/galleries/docs/items/{key}").status_code == 404
+
+
 def test_image_upload_and_search_read_rerank_like_the_settings_read_booleans(client):
     client.post("/galleries", json={"name": "pictures", "model": IMAGE_MODEL})
     uploaded = client.post("/galleries/pictures/items", files=[("files", ("red.png", png((255, 0, 0)))),
