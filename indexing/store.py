@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 
 import numpy as np
 
-from indexing.errors import GalleryCorruptError
+from indexing.errors import GalleryCorruptError, InsufficientStorageError, storage_full_cause
 from indexing.interfaces import IItemStore
 from indexing.items import Item, StoredItem
 
@@ -105,6 +105,8 @@ class ItemStore(IItemStore):
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('pruned_through', '0')")
             self._verify_schema()
         except sqlite3.DatabaseError as error:
+            if storage_full_cause(error, self.path.parent) is not None:
+                raise self._full_error(error) from error
             raise GalleryCorruptError(self.path, f"item store is corrupt: {error}") from error
 
     def _verify_schema(self) -> None:
@@ -132,7 +134,16 @@ class ItemStore(IItemStore):
             except sqlite3.DatabaseError as error:
                 if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
                     raise
+                if storage_full_cause(error, self.path.parent) is not None:
+                    raise self._full_error(error) from error
                 raise GalleryCorruptError(self.path, f"item store error: {error}") from error
+
+    def _full_error(self, error: BaseException) -> InsufficientStorageError:
+        name = self.path.parent.name
+        if name.startswith(".") and name.endswith(".tmp"):  # a gallery being created: .<name>.<random>.tmp
+            name = name[1:].rsplit(".", 2)[0]
+        return InsufficientStorageError(f"gallery {name!r}: no space left on the data disk to write its items "
+                                        f"({error}); nothing was written, free some space and retry")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Cursor]:
@@ -142,10 +153,12 @@ class ItemStore(IItemStore):
             cur.execute("BEGIN IMMEDIATE")
             try:
                 yield cur
+                cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                # SQLite may have rolled back already (SQLITE_FULL, SQLITE_IOERR); a COMMIT that failed leaves it open
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            cur.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from indexing.errors import IndexCorruptError
+from indexing.errors import IndexCorruptError, InsufficientStorageError, storage_full_cause
 from indexing.factory import load_index, make_index
 from indexing.interfaces import IIndex, IItemStore
 from indexing.manifest import GalleryManifest
@@ -59,7 +59,13 @@ class SyncedIndex:
                 raise
             LOGGER.warning("gallery %r: %s; rebuilding the index from the item store", self.manifest.name, error)
             self.rebuild()
-            self.save()
+            try:
+                self.save()
+            except (OSError, InsufficientStorageError) as save_error:  # serve the rebuilt index; save it later
+                if storage_full_cause(save_error) is None:
+                    raise
+                LOGGER.warning("gallery %r: the rebuilt index cannot be saved yet, the disk is full: %s",
+                               self.manifest.name, save_error)
             return
         self.index = index
         self.revision = int(index.metadata.get("revision", 0))

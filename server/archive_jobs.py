@@ -47,8 +47,12 @@ def spool_upload(source: BinaryIO, data_dir: Path) -> Path:
             continue
     target = folder / f"{uuid.uuid4().hex}.archive"
     source.seek(0)
-    with open(target, "wb") as handle:
-        shutil.copyfileobj(source, handle, length=1024 * 1024)
+    try:
+        with open(target, "wb") as handle:
+            shutil.copyfileobj(source, handle, length=1024 * 1024)
+    except BaseException:  # e.g. a full disk: leave no partial spool file behind
+        target.unlink(missing_ok=True)
+        raise
     return target
 
 

@@ -7,15 +7,18 @@ unexpected (500) have one each.
 
 import json
 import logging
-from typing import Any, Mapping, Optional
+import sqlite3
+from pathlib import Path
+from typing import Any, List, Mapping, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from indexing.errors import InsufficientStorageError, storage_full_cause
 from server.error_table import ERROR_TABLE, reply_for
-from server.errors import describe_validation_errors, error_body
+from server.errors import describe_validation_errors, error_body, without_server_paths
 from server.openai_schemas import openai_error_body
 
 logger = logging.getLogger(__name__)
@@ -38,11 +41,18 @@ def _error_reply(request: Request, status: int, detail: str, code: str, headers:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def _server_folders(request: Request) -> List[Path]:
+    services = getattr(request.app.state, "services", None)
+    settings = getattr(services, "settings", None)
+    return [settings.data_dir, settings.models_dir] if settings is not None else []
+
+
 async def _table_error_handler(request: Request, error: Exception) -> JSONResponse:
     reply = reply_for(error)
     assert reply is not None, f"{type(error).__name__} is registered but not in the error table"
     logger.info("%s %s -> %d: %s", request.method, request.url.path, reply.status, error)
-    return _error_reply(request, reply.status, str(error) or type(error).__name__, reply.code)
+    detail = without_server_paths(str(error) or type(error).__name__, _server_folders(request))
+    return _error_reply(request, reply.status, detail, reply.code)
 
 
 async def _http_error_handler(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -66,6 +76,11 @@ async def _validation_error_handler(request: Request, error: RequestValidationEr
 
 
 async def _unexpected_error_handler(request: Request, error: Exception) -> JSONResponse:
+    full = storage_full_cause(error)
+    if full is not None:  # ENOSPC / SQLITE_FULL from anywhere (an upload spooled, a job recorded, a file kept)
+        logger.warning("%s %s: the data disk is full: %s", request.method, request.url.path, full)
+        return await _table_error_handler(request, InsufficientStorageError(
+            "no space left on the server's data disk; nothing was written, free some space and retry"))
     logger.exception("unexpected error on %s %s", request.method, request.url.path)
     return _error_reply(request, 500, f"internal error: {type(error).__name__}", "internal_error")
 
@@ -76,6 +91,10 @@ def install_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(error_type, _table_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    # a full disk surfaces as OSError (ENOSPC) or a SQLite error: handled here, so the reply is a clean 507 and the
+    # connection stays usable (the catch-all below re-raises after its 500, which closes the connection)
+    app.add_exception_handler(OSError, _unexpected_error_handler)
+    app.add_exception_handler(sqlite3.Error, _unexpected_error_handler)
     app.add_exception_handler(Exception, _unexpected_error_handler)
 
 

@@ -1,6 +1,8 @@
 """Problems with a request that the HTTP layer finds itself (auth, body format, input limits), and the JSON body of
 every error reply. Their HTTP status and code are in `server.error_table`, with those of every other error."""
 
+import re
+from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
 
 
@@ -42,6 +44,19 @@ def error_body(detail: str, code: str, **extra: Any) -> Dict[str, Any]:
     return {"detail": detail, "error": code, **extra}
 
 
+def without_server_paths(detail: str, folders: Sequence[Any]) -> str:
+    """`detail` with every path inside the server's `folders` (data and models dirs, as given and resolved) cut to
+    its last part, e.g. `/srv/data/galleries/f/items.sqlite: ...` -> `items.sqlite: ...`: file paths stay on the
+    server."""
+    roots = {str(root) for folder in folders if folder for root in (Path(folder), Path(folder).resolve())}
+    roots.discard(".")
+    for root in sorted(roots, key=len, reverse=True):
+        pattern = re.compile(r"(?<![\w./-])" + re.escape(root.rstrip("/")) + r"(?![\w.-])(/[^\s:'\",;)]*)?")
+        detail = pattern.sub(lambda match: (match.group(1) or "").rstrip("/").rsplit("/", 1)[-1]
+                             or "the server's folder", detail)
+    return detail
+
+
 def describe_validation_errors(errors: Sequence[Mapping[str, Any]], prefix: str = "") -> str:
     """Pydantic's first five errors as `location: message` sentences, e.g. `items.0.key: String should have ...`."""
     parts = []
@@ -52,4 +67,4 @@ def describe_validation_errors(errors: Sequence[Mapping[str, Any]], prefix: str 
 
 
 __all__ = ["ApiError", "InvalidInputError", "ModalityMismatchError", "MalformedJsonError", "UnsupportedMediaTypeError",
-           "UnauthorizedError", "ForbiddenError", "error_body", "describe_validation_errors"]
+           "UnauthorizedError", "ForbiddenError", "error_body", "describe_validation_errors", "without_server_paths"]

@@ -14,6 +14,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Callable, List
 
+from server.errors import without_server_paths
 from server.schemas import JobInfo
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,10 @@ class JobStore:
                 (time.time(),)).rowcount
         if interrupted:
             logger.warning("%d indexing job(s) were interrupted by the last shutdown", interrupted)
+        # held open while the store lives, so the WAL and shared-memory files stay: on a full disk SQLite could not
+        # create them again, and every read (GET /jobs) would fail
+        self._keeper = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._keeper.execute("SELECT COUNT(*) FROM jobs").fetchone()
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -112,10 +117,14 @@ class JobStore:
             return
         except Exception as error:
             logger.error("job %s failed: %s", job_id, error)
-            self._update(job_id, state="failed", error=f"{type(error).__name__}: {error}")
+            self._update(job_id, state="failed", error=self.public_error(error))
             return
         self._update(job_id, state="done")
         logger.info("job %s done in %.1f s", job_id, time.perf_counter() - started)
+
+    def public_error(self, error: BaseException) -> str:
+        """What a job record says about `error`: its type and message, without the server's file paths."""
+        return without_server_paths(f"{type(error).__name__}: {error}", [self.path.parent])
 
     def track(self, gallery: str, total: int, kind: str) -> "JobHandle":
         """Record a running job whose work runs on the caller's thread (e.g. re-embedding on a model swap)."""
@@ -144,6 +153,7 @@ class JobStore:
         """Stop after the current chunk; queued jobs are marked interrupted at the next start."""
         self.stopping.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._keeper.close()
 
 
 class JobHandle:
@@ -160,7 +170,7 @@ class JobHandle:
 
     def fail(self, error: str, state: str = "failed") -> None:
         """End the job `failed` (or `interrupted`) with `error`."""
-        self.store._update(self.id, state=state, error=error)
+        self.store._update(self.id, state=state, error=without_server_paths(error, [self.store.path.parent]))
 
 
 def _record(row: sqlite3.Row) -> JobInfo:
