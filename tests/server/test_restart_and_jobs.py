@@ -12,7 +12,7 @@ def restart_server(exported_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("restart-server")
     server = ServerProcess(root / "data", models_copy(exported_models, root / "models"), root / "server.log",
                            env={"OML_WATCH_INTERVAL_S": "0", "OML_SYNC_ITEMS_LIMIT": "8",
-                                "OML_JOB_CHUNK_SIZE": "16"})
+                                "OML_JOB_CHUNK_SIZE": "16", "OML_JOB_EMBED_BLOCK": "64"})
     server.start()
     yield server
     server.kill()
