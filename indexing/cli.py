@@ -27,6 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     index.add_argument("--num-threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     index.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    index.add_argument("--engine", default="local", choices=("local", "ray"),
+                       help="local: this process embeds; ray: a pool of Ray actors embeds (the `scale` extra)")
+    index.add_argument("--ray-address", default=None, help="Ray cluster to join (default: start a local Ray)")
+    index.add_argument("--actors", type=int, default=2, help="Ray actors embedding (one CPU each)")
+    index.add_argument("--milvus-uri", default=os.environ.get("OML_MILVUS_URI"),
+                       help="with --engine ray: fill a Milvus gallery there (OML_MILVUS_URI)")
+    index.add_argument("--milvus-token", default=os.environ.get("OML_MILVUS_TOKEN"), help="Milvus token")
     index.set_defaults(func=_index)
 
     galleries = subparsers.add_parser("galleries", help="list galleries as JSON")
@@ -64,12 +71,40 @@ def _index(args: argparse.Namespace) -> int:
     from indexing.bulk import bulk_index
     from indexing.errors import IndexingError
 
+    if args.engine == "ray":
+        return _index_on_ray(args)
+    if args.milvus_uri:
+        return _fail("--milvus-uri needs --engine ray (or create the gallery with the server and add items over HTTP)")
     try:
         report = bulk_index(
             data_dir=args.data_dir, gallery=args.gallery, model_dir=args.model, items_path=args.items,
             index_spec=args.index, batch_size=args.batch_size, num_workers=args.num_workers,
             chunk_size=args.chunk_size, progress=not args.no_progress, dataset_root=args.dataset_root,
             device=args.device, num_threads=args.num_threads,
+        )
+    except (IndexingError, ArtifactError, FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    _print_json(report.to_dict())
+    return 0
+
+
+def _index_on_ray(args: argparse.Namespace) -> int:
+    from oml.artifact import ArtifactError
+
+    from indexing.errors import IndexingError
+
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        return _fail("--engine ray needs Ray: pip install 'oml-server[scale]'")
+    from indexing.ray_index import ray_bulk_index
+
+    try:
+        report = ray_bulk_index(
+            data_dir=args.data_dir, gallery=args.gallery, model_dir=args.model, items_path=args.items,
+            index_spec=args.index, actors=args.actors, batch_size=args.batch_size, ray_address=args.ray_address,
+            milvus_uri=args.milvus_uri, milvus_token=args.milvus_token, dataset_root=args.dataset_root,
+            num_threads=args.num_threads or 1,
         )
     except (IndexingError, ArtifactError, FileNotFoundError, ValueError) as error:
         return _fail(str(error))

@@ -32,7 +32,7 @@ from indexing.locking import GalleryLock
 from indexing.manifest import GalleryManifest
 from indexing.reembed import reembed_gallery
 from indexing.search_results import to_hits, to_retrieval_results
-from indexing.source_files import store_source_file
+from indexing.source_files import drop_replaced_files, store_source_file
 from indexing.sync import ON_CORRUPT_INDEX, SyncedIndex, empty_index
 from oml.const import TPath
 
@@ -213,10 +213,29 @@ class Gallery:
         """Raise `ModelMismatchError` unless `model` (a `ModelManifest` or extractor) is the one this gallery holds."""
         self.manifest.check_model(model)
 
-    def search(self, queries: Any, k: int = 10, **params: Any) -> List[List[Hit]]:
-        """The `k` nearest items of every query embedding, nearest first; `params` (`nprobe`, `efSearch`) go to FAISS."""
+    def search(self, queries: Any, k: int = 10, labels: Optional[Sequence[Any]] = None, **params: Any
+               ) -> List[List[Hit]]:
+        """The `k` nearest items of every query embedding, nearest first; `params` (`nprobe`, `efSearch`) go to FAISS.
+
+        `labels`: only items with one of these labels, searched exactly among the stored embeddings of those items.
+        """
+        if labels is not None:
+            return self._search_labelled(self._checked_queries(queries), check_k(k), labels)
         distances, ids = self._nearest(self._checked_queries(queries), k, params)
         return to_hits(distances, ids, self.store)
+
+    def _search_labelled(self, queries: np.ndarray, k: int, labels: Sequence[Any]) -> List[List[Hit]]:
+        from oml.functional.knn import exact_knn
+
+        ids = sorted({i for found in self.ids_with_labels(list(labels)).values() for i in found})
+        found = self.get_embeddings(ids)
+        ids = [i for i in ids if i in found]
+        if not ids:
+            return [[] for _ in range(queries.shape[0])]
+        distances, positions = exact_knn(queries, np.stack([found[i] for i in ids]), top_n=k)
+        positions = positions.numpy()
+        item_ids = np.where(positions >= 0, np.asarray(ids, dtype=np.int64)[np.maximum(positions, 0)], -1)
+        return to_hits(distances.numpy(), item_ids, self.store)
 
     def to_retrieval_results(
         self, query_embeddings: Any, k: int = 10, query_labels: Optional[Sequence[Any]] = None, **params: Any
@@ -257,8 +276,10 @@ class Gallery:
         keep = sorted(last.values())
         with self._writing():
             self._synced.catch_up()
+            old_files = self._file_paths([items[p].key for p in keep]) if any(item.path for item in items) else []
             new_ids, replaced = self.store.upsert([items[p] for p in keep], vectors[keep], self.manifest.generation)
             self._synced.mirror_write(replaced, new_ids, vectors[keep])
+        drop_replaced_files(self.folder, old_files, kept=[items[p].path for p in keep])
         self._maybe_autosave()
         id_by_key = {items[p].key: item_id for p, item_id in zip(keep, new_ids)}
         return [id_by_key[item.key] for item in items]
@@ -267,10 +288,16 @@ class Gallery:
         """Delete items by key; returns how many existed."""
         with self._writing():
             self._synced.catch_up()
+            old_files = self._file_paths(list(keys))
             removed = self.store.delete_keys(list(keys))
             self._synced.mirror_write(removed)
+        drop_replaced_files(self.folder, old_files)
         self._maybe_autosave()
         return len(removed)
+
+    def _file_paths(self, keys: Sequence[str]) -> List[Optional[str]]:
+        """Stored file paths of the items with these keys (to delete once a write replaced or deleted them)."""
+        return [item.path for item in (self.store.get(key) for key in keys) if item is not None and item.path]
 
     def delete(self, key: str) -> bool:
         """Delete the item with this key; False if there was none."""

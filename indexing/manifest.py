@@ -51,6 +51,7 @@ class GalleryManifest:
     created_at: float = 0.0
     format_version: int = FORMAT_VERSION
     reranker: Optional[str] = None
+    backend: str = "local"  # "local" (items.sqlite + index file) or "milvus" (indexing.milvus_backend)
 
     @classmethod
     def for_model(
@@ -88,6 +89,7 @@ class GalleryManifest:
             "index": self.index_spec,
             "distance": self.distance,
             "generation": self.generation,
+            "backend": self.backend,
         }
 
     def check_model(self, model: Any) -> None:

@@ -71,10 +71,26 @@ def iter_csv(csv_path: TPath, dataset_root: Optional[TPath] = None, problems: Op
     import pandas as pd
 
     csv_path = Path(csv_path)
+    frames = pd.read_csv(csv_path, chunksize=_CSV_CHUNK_ROWS, dtype={KEY_COLUMN: str, PATHS_COLUMN: str})
+    return _iter_frames(frames, csv_path, dataset_root, problems)
+
+
+def iter_parquet(parquet_path: TPath, dataset_root: Optional[TPath] = None,
+                 problems: Optional[SourceProblems] = None) -> Iterator[Item]:
+    """Rows of a Parquet file with the columns of the OML dataframe CSV (`iter_csv`), read in record batches."""
+    import pyarrow.parquet as pq
+
+    parquet_path = Path(parquet_path)
+    frames = (batch.to_pandas() for batch in pq.ParquetFile(parquet_path).iter_batches(batch_size=_CSV_CHUNK_ROWS))
+    return _iter_frames(frames, parquet_path, dataset_root, problems)
+
+
+def _iter_frames(frames: Iterator[Any], csv_path: Path, dataset_root: Optional[TPath],
+                 problems: Optional[SourceProblems]) -> Iterator[Item]:
     root = Path(dataset_root) if dataset_root is not None else csv_path.parent
     problems = problems if problems is not None else SourceProblems()
     row_number = 0
-    for frame in pd.read_csv(csv_path, chunksize=_CSV_CHUNK_ROWS, dtype={KEY_COLUMN: str, PATHS_COLUMN: str}):
+    for frame in frames:
         if row_number == 0 and PATHS_COLUMN not in frame.columns and TEXTS_COLUMN not in frame.columns:
             raise ValueError(f"{csv_path}: the dataframe needs a '{PATHS_COLUMN}' or a '{TEXTS_COLUMN}' column")
         extra = [c for c in frame.columns if c not in (KEY_COLUMN, LABELS_COLUMN, PATHS_COLUMN, TEXTS_COLUMN)]
@@ -141,7 +157,9 @@ def iter_items(items_path: TPath, dataset_root: Optional[TPath] = None, problems
         return iter_csv(path, dataset_root, problems)
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         return iter_jsonl(path, dataset_root, problems)
-    raise ValueError(f"unsupported items source {path}: expected a .csv, a .jsonl or a folder of images")
+    if path.suffix.lower() == ".parquet":
+        return iter_parquet(path, dataset_root, problems)
+    raise ValueError(f"unsupported items source {path}: expected a .csv, a .jsonl, a .parquet or a folder of images")
 
 
-__all__ = ["iter_items", "iter_csv", "iter_jsonl", "iter_image_folder", "SourceProblems", "IMAGE_SUFFIXES"]
+__all__ = ["iter_items", "iter_csv", "iter_parquet", "iter_jsonl", "iter_image_folder", "SourceProblems", "IMAGE_SUFFIXES"]

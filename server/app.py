@@ -34,7 +34,7 @@ OpenAI-compatible API), where they have OpenAI's shape `{"error": {"message", "t
 def _start_models(services: Services) -> None:
     settings = services.settings
     try:
-        bootstrap_models(settings.models_dir, settings.bootstrap_model)
+        bootstrap_models(settings.models_dir, settings.bootstrap_model, settings.bootstrap_precision)
     except Exception:
         logger.exception("exporting the bundled model %s failed", settings.bootstrap_model)
     try:

@@ -10,6 +10,8 @@ from typing import Dict, Optional, Type
 
 from indexing import (GalleryError, GalleryExistsError, GalleryNotFoundError, IndexSpecError, InvalidGalleryNameError,
                       ModelMismatchError)
+from indexing.milvus_backend import MilvusNotConfigured
+from indexing.errors import InsufficientStorageError
 from oml.inference import InvalidInputError as UndecodableInputError
 from server.archives import ArchiveRejected
 from server.errors import (ApiError, ForbiddenError, InvalidInputError, MalformedJsonError, ModalityMismatchError,
@@ -43,8 +45,10 @@ ERROR_TABLE: Dict[Type[Exception], ErrorReply] = {
     GalleryNotFoundError: ErrorReply(404, "not_found"),
     InvalidGalleryNameError: ErrorReply(422, "invalid_name"),
     IndexSpecError: ErrorReply(422, "invalid_index"),
+    MilvusNotConfigured: ErrorReply(422, "milvus_not_configured"),
     GalleryExistsError: ErrorReply(409, "gallery_exists"),
     ModelMismatchError: ErrorReply(409, "model_mismatch"),
+    InsufficientStorageError: ErrorReply(507, "insufficient_storage"),  # also ENOSPC / SQLITE_FULL from anywhere
     GalleryError: ErrorReply(409, "gallery_unavailable"),
     # the server's services
     ItemNotFound: ErrorReply(404, "not_found"),

@@ -36,6 +36,15 @@ def check_texts(texts: List[str], max_chars: int, where: str = "texts") -> List[
     return [check_text(text, max_chars, f"{where}[{i}]") for i, text in enumerate(texts)]
 
 
+def check_query_texts(text: Optional[str], texts: Optional[List[str]], max_chars: int, max_queries: int) -> List[str]:
+    """The query texts of a request that sends ``text`` or ``texts``, each checked, at most ``max_queries``."""
+    if texts is None:
+        return [check_text(text, max_chars, "text")]
+    if len(texts) > max_queries:
+        raise InvalidInputError(f"{len(texts)} query texts, over the limit of {max_queries}", code="too_many_queries")
+    return check_texts(texts, max_chars, "texts")
+
+
 def decode_image(data: bytes, filename: str, max_pixels: int) -> DecodedImage:
     """Decode an upload fully; raise `InvalidInputError` naming the file for non-images, corrupt files, bombs."""
     if not data:
@@ -64,4 +73,4 @@ def decode_image(data: bytes, filename: str, max_pixels: int) -> DecodedImage:
                         filename=filename)
 
 
-__all__ = ["DecodedImage", "check_text", "check_texts", "decode_image"]
+__all__ = ["DecodedImage", "check_text", "check_texts", "check_query_texts", "decode_image"]

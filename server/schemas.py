@@ -102,6 +102,13 @@ class GalleryCreate(BaseModel):
     index: str = Field("exact", min_length=1, max_length=100,
                        description="'exact' or a FAISS factory string such as 'Flat', 'HNSW32', 'IVF1024,Flat'")
     reranker: Optional[str] = Field(None, pattern=NAME_REGEX, description=RERANKER_FIELD)
+    backend: Literal["local", "milvus"] = Field(
+        "local", description="'local': a SQLite item store and an index file in the server's data folder; 'milvus': "
+                             "a Milvus collection (needs OML_MILVUS_URI / --milvus-uri; index 'exact', 'Flat', 'HNSW' "
+                             "or 'HNSW<M>')")
+    index_options: Optional[Dict[str, Any]] = Field(
+        None, description="index engine options: Milvus HNSW 'M', 'efConstruction', 'ef'; FAISS 'nprobe', "
+                          "'ef_search', 'train_size'")
     model_config = ConfigDict(json_schema_extra={"example": {"name": "packages", "model": "minilm_l6",
                                                              "index": "exact", "reranker": "minilm_l6_pairs"}})
 
@@ -122,9 +129,10 @@ class GalleryInfo(BaseModel):
     index: str
     count: int
     reranker: Optional[str] = Field(None, description="the gallery's reranker model (null when it has none)")
+    backend: str = Field("local", description="'local' or 'milvus'")
     model_config = ConfigDict(json_schema_extra={"example": {
         "name": "packages", "model": "minilm_l6", "model_version": 1, "modality": "text", "embedding_size": 384,
-        "index": "exact", "count": 3, "reranker": "minilm_l6_pairs"}})
+        "index": "exact", "count": 3, "reranker": "minilm_l6_pairs", "backend": "local"}})
 
 
 class GalleriesResponse(BaseModel):
@@ -211,6 +219,17 @@ class JobInfo(BaseModel):
         "updated_at": 1795550004.2}})
 
 
+class SearchFilter(BaseModel):
+    """Which items a search may return: those with this label, or with one of these labels."""
+
+    label: Union[StrictInt, StrictStr, List[Union[StrictInt, StrictStr]]] = Field(
+        description="a label, or a list of labels (any of them)")
+    model_config = ConfigDict(extra="forbid")
+
+    def labels(self) -> List[Union[int, str]]:
+        return list(self.label) if isinstance(self.label, list) else [self.label]
+
+
 class SearchRequest(BaseModel):
     text: Optional[str] = Field(None, description="one query text")
     texts: Optional[List[str]] = Field(None, min_length=1, description="several query texts")
@@ -219,6 +238,8 @@ class SearchRequest(BaseModel):
                                             "(or the server's postprocessor when the gallery names none)")
     rerank_top_n: Optional[StrictInt] = Field(None, ge=1, description="hits per query to re-score (default: the "
                                                                       "reranker's top_n; above k: k)")
+    filter: Optional[SearchFilter] = Field(None, description="only items with this label or one of these labels, "
+                                                             "e.g. {\"label\": \"editors\"} or {\"label\": [1, 2]}")
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"text": "text editor", "k": 3}})
 
     @model_validator(mode="after")

@@ -92,10 +92,12 @@ class Searcher:
 
     async def search(self, gallery_name: str, queries: Sequence[Any], k: int, rerank: bool = False,
                      rerank_top_n: Optional[int] = None,
-                     exclude_keys: Optional[Sequence[Optional[str]]] = None) -> SearchResult:
+                     exclude_keys: Optional[Sequence[Optional[str]]] = None,
+                     labels: Optional[Sequence[Any]] = None) -> SearchResult:
         """Embed `queries` and find the k nearest items of each; with `rerank`, re-score each query's first
         `rerank_top_n` hits with the gallery's reranker (or hand all hits to the server's postprocessor when the
-        gallery names none). `exclude_keys[i]`, when given, is an item left out of query i's hits."""
+        gallery names none). `exclude_keys[i]`, when given, is an item left out of query i's hits; `labels`, when
+        given, keeps only items with one of these labels (filtered searches skip the search micro-batcher)."""
         self.check_k_within_limit(k)
         if rerank_top_n is not None and rerank_top_n < 1:
             raise RerankTopNOutOfRange(f"rerank_top_n must be at least 1, got {rerank_top_n}")
@@ -107,18 +109,24 @@ class Searcher:
                                         "one with PATCH /galleries/{name}) and the server has no postprocessor; "
                                         "send rerank=false")
             try:
-                return await self._search_once(gallery_name, binding, queries, k, rerank, rerank_top_n, exclude_keys)
+                return await self._search_once(gallery_name, binding, queries, k, rerank, rerank_top_n, exclude_keys,
+                                               labels)
             except VersionChanged:
                 continue
         raise GalleryBusy(f"gallery {gallery_name!r} kept switching model versions; retry the search")
 
     async def _search_once(self, gallery_name: str, binding: Binding, queries: List[Any], k: int, rerank: bool,
                            rerank_top_n: Optional[int],
-                           exclude_keys: Optional[Sequence[Optional[str]]]) -> SearchResult:
+                           exclude_keys: Optional[Sequence[Optional[str]]],
+                           labels: Optional[Sequence[Any]] = None) -> SearchResult:
         embeddings = await self.embedder.embed(binding.model, binding.version, queries)
         fetch = k + 1 if exclude_keys is not None else k
-        hits = await self._search_batchers.get((gallery_name, binding.version)).submit(
-            [(row, fetch) for row in embeddings])
+        if labels is not None:
+            hits = await asyncio.to_thread(self.galleries.search, gallery_name, np.stack(list(embeddings)), fetch,
+                                           binding.version, labels)
+        else:
+            hits = await self._search_batchers.get((gallery_name, binding.version)).submit(
+                [(row, fetch) for row in embeddings])
         if exclude_keys is not None:
             hits = [[hit for hit in row if hit.key != key][:k] for row, key in zip(hits, exclude_keys)]
         result = SearchResult(gallery=gallery_name, model=binding.model, model_version=binding.version,

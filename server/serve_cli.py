@@ -37,9 +37,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-threads", type=int, help="ONNX Runtime threads per model (OML_NUM_THREADS)")
     parser.add_argument("--bootstrap-model", help="model exported when the models folder is empty "
                                                   "(OML_BOOTSTRAP_MODEL, default minilm_l6; '' for none)")
+    parser.add_argument("--bootstrap-precision", choices=["int8", "fp32"],
+                        help="precision of that model when it is a text model: int8 (default; used only if it passes "
+                             "the held-out check against fp32, recorded in its manifest) or fp32 "
+                             "(OML_BOOTSTRAP_PRECISION)")
     parser.add_argument("--postprocessor", help="'package.module:factory' building the IRetrievalPostprocessor used "
                                                 "when a search asks rerank=true (OML_POSTPROCESSOR; none: 501)")
     parser.add_argument("--postprocessor-args", help="JSON keyword arguments for it (OML_POSTPROCESSOR_ARGS)")
+    parser.add_argument("--milvus-uri", help="Milvus for galleries created with \"backend\": \"milvus\": a milvus-lite "
+                                             "path ending in .db or http://host:19530 (OML_MILVUS_URI)")
+    parser.add_argument("--milvus-token", help="Milvus token, user:password or an API key (OML_MILVUS_TOKEN)")
     parser.set_defaults(func=_serve)
 
 

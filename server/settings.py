@@ -2,7 +2,7 @@
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Dict, Mapping, Optional, Tuple, Type
+from typing import Annotated, Any, Dict, Literal, Mapping, Optional, Tuple, Type
 
 from pydantic import BeforeValidator, Field, PlainValidator, ValidationError
 from pydantic_core import ErrorDetails
@@ -63,11 +63,22 @@ class Settings(BaseSettings):
                                                                "request (OpenAI's limit)")
     sync_items_limit: NonNegativeInt = 64
     job_chunk_size: AtLeastOne = 64
+    job_embed_block: AtLeastOne = Field(1024, description="items embedded per extractor call in an items job; stored "
+                                                         "job_chunk_size at a time")
     watch_interval_s: NonNegativeFloat = Field(2.0, description="seconds between scans of the models folder; 0: off")
     num_threads: Optional[int] = None
     bootstrap_model: OptionalText = DEFAULT_MODEL_NAME
+    bootstrap_precision: Literal["int8", "fp32"] = Field(
+        "int8", description="precision of the bootstrapped text model: int8 when it passes the held-out check "
+                            "(server.bootstrap), else fp32; 'fp32' to serve fp32")
     postprocessor: OptionalText = None
     postprocessor_args: Optional[str] = None
+    milvus_uri: OptionalText = Field(None, description="Milvus for galleries created with backend 'milvus': a "
+                                                       "milvus-lite path ending in .db (embedded) or http://host:port")
+    milvus_token: OptionalText = Field(None, description="Milvus token ('user:password' or an API key)")
+    milvus_hnsw_m: AtLeastOne = Field(16, description="HNSW M of Milvus galleries with index 'HNSW'")
+    milvus_ef_construction: AtLeastOne = Field(200, description="HNSW efConstruction of Milvus galleries")
+    milvus_ef: AtLeastOne = Field(64, description="HNSW ef (search breadth, at least k) of Milvus galleries")
     extra: Dict[str, Any] = Field(default_factory=dict,
                                   description="in-process objects such as a ready `postprocessor`; never from the "
                                               "environment")

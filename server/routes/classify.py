@@ -13,7 +13,7 @@ from server.classification import classify_all
 from server.classify_schemas import ClassifyRequest, ClassifyResponse, Weighting, check_threshold
 from server.dependencies import SearcherDep, SettingsDep, require_search_key
 from server.errors import InvalidInputError, ModalityMismatchError
-from server.inputs import check_text, check_texts, decode_image
+from server.inputs import check_query_texts, decode_image
 from server.routes.form_values import form_int
 from server.routes.params import NameParam
 from server.routes.search import DEFAULT_K
@@ -48,13 +48,7 @@ def _text_queries(raw: bytes, name: str, modality: str, settings: Settings) -> C
     body = parse_json_model(raw, ClassifyRequest)
     if modality != "text":
         raise ModalityMismatchError(f"gallery {name!r} holds images; send multipart/form-data with 'image' files")
-    if body.texts is None:
-        queries = [check_text(body.text, settings.max_text_chars, "text")]
-    elif len(body.texts) > settings.max_texts_per_query:
-        raise InvalidInputError(f"{len(body.texts)} query texts, over the limit of {settings.max_texts_per_query}",
-                                code="too_many_queries")
-    else:
-        queries = check_texts(body.texts, settings.max_text_chars, "texts")
+    queries = check_query_texts(body.text, body.texts, settings.max_text_chars, settings.max_texts_per_query)
     return ClassifyInput(queries, body.k, body.threshold, body.weighting)
 
 

@@ -19,10 +19,12 @@ WRITE_ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
              responses={404: {"model": ErrorResponse, "description": "unknown model or reranker"},
                         409: {"model": ErrorResponse, "description": "a gallery of that name exists"},
                         422: {"model": ErrorResponse, "description": "bad name or index spec; a reranker of another "
-                                                                     "modality, model or model version"},
+                                                                     "modality, model or model version; backend "
+                                                                     "'milvus' without a Milvus URI"},
                         **WRITE_ERRORS})
 async def create_gallery(body: GalleryCreate, galleries: GalleriesDep) -> GalleryInfo:
-    return await run_in_threadpool(galleries.create, body.name, body.model, body.index, body.reranker)
+    return await run_in_threadpool(galleries.create, body.name, body.model, body.index, body.reranker, body.backend,
+                                   body.index_options)
 
 
 @router.get("", response_model=GalleriesResponse, summary="All galleries")

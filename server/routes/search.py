@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from server.body import content_kind, form_files, form_text, parse_json_model, read_image_form
 from server.dependencies import SearcherDep, SettingsDep, require_search_key
 from server.errors import InvalidInputError, ModalityMismatchError
-from server.inputs import check_text, check_texts, decode_image
+from server.inputs import check_query_texts, decode_image
 from server.openapi import json_or_multipart_body
 from server.routes.form_values import form_bool, form_int
 from server.routes.params import NameParam
@@ -41,20 +41,16 @@ class SearchInput:
     k: int
     rerank: bool
     rerank_top_n: Optional[int]
+    labels: Optional[List[Any]] = None
 
 
 def _text_queries(raw: bytes, name: str, modality: str, settings: Settings) -> SearchInput:
     body = parse_json_model(raw, SearchRequest)
     if modality != "text":
         raise ModalityMismatchError(f"gallery {name!r} holds images; send multipart/form-data with an 'image' file")
-    if body.texts is None:
-        queries = [check_text(body.text, settings.max_text_chars, "text")]
-    elif len(body.texts) > settings.max_texts_per_query:
-        raise InvalidInputError(f"{len(body.texts)} query texts, over the limit of {settings.max_texts_per_query}",
-                                code="too_many_queries")
-    else:
-        queries = check_texts(body.texts, settings.max_text_chars, "texts")
-    return SearchInput(queries, body.k, body.rerank, body.rerank_top_n)
+    queries = check_query_texts(body.text, body.texts, settings.max_text_chars, settings.max_texts_per_query)
+    return SearchInput(queries, body.k, body.rerank, body.rerank_top_n,
+                       body.filter.labels() if body.filter is not None else None)
 
 
 async def _image_query(request: Request, name: str, modality: str, settings: Settings) -> SearchInput:
@@ -86,6 +82,7 @@ async def search(request: Request, name: NameParam, settings: SettingsDep, searc
         query = _text_queries(await request.body(), name, modality, settings)
     else:
         query = await _image_query(request, name, modality, settings)
-    result = await searcher.search(name, query.queries, query.k, query.rerank, query.rerank_top_n)
+    result = await searcher.search(name, query.queries, query.k, query.rerank, query.rerank_top_n,
+                                   labels=query.labels)
     return SearchResponse(gallery=result.gallery, model=result.model, model_version=result.model_version,
                           reranked=result.reranked, reranker=result.reranker, results=result.hits)

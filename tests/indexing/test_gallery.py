@@ -43,7 +43,8 @@ def test_create_open_list_info_and_delete(tmp_path):
         Gallery.create(tmp_path, "docs", _manifest())
     listed = list_galleries(tmp_path)
     assert listed == [{"name": "docs", "count": 10, "model": "demo", "model_version": 1, "modality": "text",
-                       "embedding_size": 8, "index": "HNSW16", "distance": "euclidean", "generation": 1}]
+                       "embedding_size": 8, "index": "HNSW16", "distance": "euclidean", "generation": 1,
+                       "backend": "local"}]
     with Gallery.open(tmp_path, "docs") as reopened:
         assert len(reopened) == 10 and reopened.info()["count"] == 10
     delete_gallery(tmp_path, "docs")

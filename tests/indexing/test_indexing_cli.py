@@ -23,7 +23,7 @@ def test_cli_index_galleries_and_search_print_json(tmp_path, models_dir, tiny_te
     assert main(["galleries", "--data-dir", str(tmp_path)]) == 0
     assert json.loads(capsys.readouterr().out) == [{
         "name": "debian", "count": 200, "model": "tiny_text", "model_version": 1, "modality": "text",
-        "embedding_size": 32, "index": "Flat", "distance": "euclidean", "generation": 1,
+        "embedding_size": 32, "index": "Flat", "distance": "euclidean", "generation": 1, "backend": "local",
     }]
 
     package, section, source, description = debian_rows[17]

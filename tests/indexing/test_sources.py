@@ -54,9 +54,9 @@ def test_content_hash_changes_with_file_size_and_text(tmp_path):
 def test_unsupported_or_missing_sources_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="items source not found"):
         iter_items(tmp_path / "nope.csv")
-    (tmp_path / "data.parquet").write_bytes(b"")
-    with pytest.raises(ValueError, match="expected a .csv, a .jsonl or a folder"):
-        iter_items(tmp_path / "data.parquet")
+    (tmp_path / "data.xlsx").write_bytes(b"")
+    with pytest.raises(ValueError, match="expected a .csv, a .jsonl, a .parquet or a folder"):
+        iter_items(tmp_path / "data.xlsx")
     (tmp_path / "bad.csv").write_text("label,colour\n1,red\n")
     with pytest.raises(ValueError, match="needs a 'path' or a 'text' column"):
         list(iter_items(tmp_path / "bad.csv"))

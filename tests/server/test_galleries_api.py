@@ -8,7 +8,8 @@ def test_create_list_describe_delete_gallery(shared_server):
         created = client.post("/galleries", json={"name": "crud-docs", "model": "minilm_l6", "index": "exact"})
         assert created.status_code == 201, created.text
         assert created.json() == {"name": "crud-docs", "model": "minilm_l6", "model_version": 1, "modality": "text",
-                                  "embedding_size": 384, "index": "exact", "count": 0, "reranker": None}
+                                  "embedding_size": 384, "index": "exact", "count": 0, "reranker": None,
+                                  "backend": "local"}
         assert "crud-docs" in [g["name"] for g in client.get("/galleries").json()["galleries"]]
         assert client.get("/galleries/crud-docs").json()["count"] == 0
         assert client.delete("/galleries/crud-docs").json() == {"deleted": "crud-docs"}

@@ -67,7 +67,7 @@ def test_create_add_search_read_and_delete(client):
     created = client.post("/galleries", json={"name": "notes", "model": MODEL, "index": "Flat"})
     assert created.status_code == 201, created.text
     assert created.json() == {"name": "notes", "model": MODEL, "model_version": 1, "modality": "text",
-                              "embedding_size": 8, "index": "Flat", "count": 0, "reranker": None}
+                              "embedding_size": 8, "index": "Flat", "count": 0, "reranker": None, "backend": "local"}
     added = client.post("/galleries/notes/items", json=text_items(TEXTS)).json()
     assert added == {"gallery": "notes", "indexed": 4, "keys": list(TEXTS), "job_id": None, "count": 4}
     reply = client.post("/galleries/notes/search", json={"texts": [TEXTS["curl"], TEXTS["tar"]], "k": 3})
