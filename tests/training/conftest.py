@@ -1,11 +1,10 @@
 """Fixtures for the training tests: tiny data sets and one trained version per modality, shared by the module."""
 
-import os
 from pathlib import Path
 
 import pytest
 
-from training_helpers import image_config, text_config, tiny_images_root, tiny_texts_root
+from training_helpers import image_config, text_config, tiny_images_root, tiny_texts_root, train_in_process
 
 
 @pytest.fixture(autouse=True)
@@ -24,24 +23,14 @@ def texts_root(data_dir: Path, tmp_path_factory) -> Path:
     return tiny_texts_root(data_dir, tmp_path_factory.mktemp("tiny-texts"))
 
 
-def _train_in_process(raw: dict):
-    """(config, TrainResult) of one in-process run of the config ``raw``."""
-    from training.config import load_config
-    from training.pipeline import train
-
-    config = load_config(raw=raw)
-    result = train(config)
-    os.environ.pop("OML_TRAIN_RUN_DIR", None)
-    return config, result
-
 
 @pytest.fixture(scope="session")
 def trained_images(images_root: Path, tmp_path_factory):
     """(config, TrainResult) of one in-process run on the tiny image data."""
-    return _train_in_process(image_config(images_root, tmp_path_factory.mktemp("trained-images")))
+    return train_in_process(image_config(images_root, tmp_path_factory.mktemp("trained-images")))
 
 
 @pytest.fixture(scope="session")
 def trained_texts(texts_root: Path, tmp_path_factory):
     """(config, TrainResult) of one in-process run of MiniLM on the tiny text data."""
-    return _train_in_process(text_config(texts_root, tmp_path_factory.mktemp("trained-texts")))
+    return train_in_process(text_config(texts_root, tmp_path_factory.mktemp("trained-texts")))

@@ -124,11 +124,10 @@ def test_a_concat_siamese_reranker_trains_on_drawings_at_28_px(images_root, trai
 
 
 def test_a_relation_siamese_starts_from_the_extractors_own_checkpoint(images_root, tmp_path):
-    from conftest import _train_in_process
-    from training_helpers import image_config
+    from training_helpers import image_config, train_in_process
 
     convnet = {"name": "convnet", "args": {"n_blocks": 2, "channels": 8}}
-    _, trained = _train_in_process(image_config(
+    _, trained = train_in_process(image_config(
         images_root, tmp_path / "extractor", name="tiny_convnet", extractor=convnet,
         transforms_val={"name": "norm_resize_torch", "args": {"im_size": 28}}))
     artifact = trained.version_dir

@@ -114,3 +114,14 @@ def run_train(config_path: Path, *args: str, timeout: float = 240) -> subprocess
 def version_dirs(models_dir: Path, name: str) -> List[str]:
     folder = models_dir / name
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def train_in_process(raw: dict):
+    """(config, TrainResult) of one in-process run of the config ``raw``."""
+    from training.config import load_config
+    from training.pipeline import train
+
+    config = load_config(raw=raw)
+    result = train(config)
+    os.environ.pop("OML_TRAIN_RUN_DIR", None)
+    return config, result
