@@ -15,7 +15,7 @@ import numpy as np
 
 from indexing.errors import GalleryError
 from indexing.interfaces import IIndex, IItemStore, check_k
-from indexing.items import Hit, Item, StoredItem, check_label
+from indexing.items import Hit, Item, StoredItem, check_label, upsert_rows
 from indexing.layout import (
     GALLERIES_DIR,
     LOCK_FILE,
@@ -266,14 +266,7 @@ class Gallery:
         if model is not None:
             self.check_model(model)
         vectors = self.manifest.check_embeddings(embeddings, "embeddings")
-        items = list(items)
-        if len(items) != vectors.shape[0]:
-            raise ValueError(f"{len(items)} items but {vectors.shape[0]} embeddings")
-        for item in items:
-            if not isinstance(item, Item):
-                raise TypeError(f"items must be indexing.Item, got {type(item).__name__}")
-        last = {item.key: position for position, item in enumerate(items)}
-        keep = sorted(last.values())
+        items, keep = upsert_rows(items, vectors)
         with self._writing():
             self._synced.catch_up()
             old_files = self._file_paths([items[p].key for p in keep]) if any(item.path for item in items) else []

@@ -3,7 +3,7 @@
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 TLabel = Union[int, str, None]
 
@@ -109,3 +109,16 @@ class Hit:
 
 
 __all__ = ["Item", "StoredItem", "Hit", "TLabel", "check_label"]
+
+
+def upsert_rows(items: Sequence[Any], vectors: Any) -> Tuple[List["Item"], List[int]]:
+    """The items of an upsert and the positions to store: the last occurrence of each key (a later row replaces an
+    earlier one in the same call). Raises if the counts differ or an entry is not an `Item`."""
+    items = list(items)
+    if len(items) != vectors.shape[0]:
+        raise ValueError(f"{len(items)} items but {vectors.shape[0]} embeddings")
+    for item in items:
+        if not isinstance(item, Item):
+            raise TypeError(f"items must be indexing.Item, got {type(item).__name__}")
+    last = {item.key: position for position, item in enumerate(items)}
+    return items, sorted(last.values())

@@ -37,7 +37,7 @@ import numpy as np
 from indexing.embedding import embed_every_item
 from indexing.errors import GalleryError, GalleryExistsError, GalleryNotFoundError, IndexSpecError
 from indexing.interfaces import check_k
-from indexing.items import Hit, Item, StoredItem, check_label
+from indexing.items import Hit, Item, StoredItem, check_label, upsert_rows
 from indexing.layout import validate_gallery_name
 from indexing.locking import ReadWriteLock
 from indexing.manifest import GalleryManifest
@@ -637,14 +637,7 @@ class MilvusGallery:
         if model is not None:
             self.check_model(model)
         vectors = self._manifest.check_embeddings(embeddings, "embeddings")
-        items = list(items)
-        if len(items) != vectors.shape[0]:
-            raise ValueError(f"{len(items)} items but {vectors.shape[0]} embeddings")
-        for item in items:
-            if not isinstance(item, Item):
-                raise TypeError(f"items must be indexing.Item, got {type(item).__name__}")
-        last = {item.key: position for position, item in enumerate(items)}
-        keep = sorted(last.values())
+        items, keep = upsert_rows(items, vectors)
         with self._lock.read(), self._write_lock:
             if model is not None:
                 self.check_model(model)  # a swap may have finished while this caller embedded
