@@ -284,7 +284,8 @@ def write_results(results: Dict[str, Any], out: Path) -> None:
             plain, reranked = timing["search"], timing["search + rerank top 5"]
             lines.append(f"| {name} | {plain['p50_ms']:.1f} | {plain['p99_ms']:.1f} | {reranked['p50_ms']:.1f} | "
                          f"{reranked['p99_ms']:.1f} | {timing['added_p50_ms']:+.1f} |")
-        lines += ["", "Goal: at most 15 ms added to the p50 of a text query at top_n 5."]
+        lines += ["", "The server runs with its defaults (2 ONNX Runtime threads per session, idle-thread spinning off: "
+                  "`OML_ORT_SPINNING`). Goal: at most 15 ms added to the p50 of a text query at top_n 5."]
     lines += ["", "Goal: +2 CMC@1 points or more on both data sets. `oml bench` reports (top_n 5, first reranker of "
               "each): [debian](rerank_bench/debian/report.md), [omniglot](rerank_bench/omniglot/report.md)."]
     (out / "rerank.md").write_text("\n".join(lines) + "\n")

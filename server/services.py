@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from oml.inference.onnx_runtime import set_thread_spinning
 from server.embedding import QueryEmbedder
 from server.evaluation import Evaluator
 from server.galleries import GalleryService
@@ -44,6 +45,7 @@ def build_services(settings: Settings, loader: ExtractorLoader = load_extractor,
     """Wire the services; `loader` and `reranker_loader` turn a model version folder into an extractor or a
     reranker (tests pass fakes)."""
     metrics = ServerMetrics()
+    set_thread_spinning(settings.ort_spinning)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     registry = ModelRegistry(settings.models_dir, num_threads=settings.num_threads, metrics=metrics, loader=loader,
                              reranker_loader=reranker_loader)

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
                                                          "job_chunk_size at a time")
     watch_interval_s: NonNegativeFloat = Field(2.0, description="seconds between scans of the models folder; 0: off")
     num_threads: Optional[int] = None
+    ort_spinning: bool = Field(False, description="let idle ONNX Runtime threads spin-wait (off: the extractor's and "
+                                                 "the reranker's sessions share the cores without stealing them)")
     bootstrap_model: OptionalText = DEFAULT_MODEL_NAME
     bootstrap_precision: Literal["int8", "fp32"] = Field(
         "int8", description="precision of the bootstrapped text model: int8 when it passes the held-out check "

@@ -42,3 +42,16 @@ def test_bad_values_are_named(env, words):
 
 def test_empty_api_key_means_no_key():
     assert Settings.from_env({"OML_API_KEY": ""}).api_key is None
+
+
+def test_the_server_turns_onnx_runtime_thread_spinning_off_unless_asked(tmp_path, monkeypatch):
+    from oml.inference import onnx_runtime
+    from server.services import build_services
+
+    monkeypatch.setattr(onnx_runtime, "_THREAD_SPINNING", {"enabled": True})
+    build_services(Settings(data_dir=tmp_path / "d", models_dir=tmp_path / "m", bootstrap_model=None))
+    assert onnx_runtime._session_options(2).get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    build_services(Settings(data_dir=tmp_path / "d", models_dir=tmp_path / "m", bootstrap_model=None,
+                            ort_spinning=True))
+    with pytest.raises(Exception):  # no entry: ONNX Runtime's default (spinning) applies
+        onnx_runtime._session_options(2).get_session_config_entry("session.intra_op.allow_spinning")
