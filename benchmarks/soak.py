@@ -244,7 +244,7 @@ def main() -> int:
     result = summarise(load.records, samples, args.minutes, load.errors)
     result.update(minutes=args.minutes, clients=args.clients, write_fraction=args.write_fraction, model=model,
                   gallery_items=args.items, date=time.strftime("%Y-%m-%d"),
-                  machine=f"{platform.machine()}, {os.cpu_count()} CPU cores shared with other work", samples=samples)
+                  machine=f"{platform.machine()}, {os.cpu_count()} CPU cores", samples=samples)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, samples, args.out / "soak.png")
