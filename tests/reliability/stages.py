@@ -334,7 +334,7 @@ STAGES: Dict[str, Stage] = {stage.name: stage for stage in (
     Stage("adds", act_adds, (0.05, 1.0)),
     Stage("image_upserts", act_image_upserts, (0.3, 1.5)),
     Stage("deletes", act_deletes, (0.05, 1.0), setup=setup_deletes),
-    Stage("reembed", act_reembed, (0.0, 2.0), setup=setup_reembed),
+    Stage("reembed", act_reembed, (0.0, 6.0), setup=setup_reembed),  # the swap takes seconds: kills land after it too
     Stage("galleries", act_galleries, (0.05, 1.0)),
     Stage("activation", act_activation, (0.0, 1.0)),
     Stage("index_save", act_index_save, (0.0, 0.4), sigterm_first=True),
