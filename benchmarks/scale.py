@@ -240,10 +240,10 @@ def write_report(report: Dict[str, Any], name: str) -> None:
     if ray:
         lines += ["", f"## Bulk indexing of {ray['texts']} texts into a local gallery", "",
                   "| engine | seconds | items/s | seconds for 200 texts (fixed overhead) |", "|---|---|---|---|"]
-        for name in ("oml index", "ray, 1 actor", "ray, 2 actors"):
-            if name in ray:
-                row = ray[name]
-                lines.append(f"| {name} | {row['seconds']} | {row['items_per_s']} | {row['seconds_for_200']} |")
+        for engine in ("oml index", "ray, 1 actor", "ray, 2 actors"):
+            if engine in ray:
+                row = ray[engine]
+                lines.append(f"| {engine} | {row['seconds']} | {row['items_per_s']} | {row['seconds_for_200']} |")
     (RESULTS_DIR / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
@@ -271,7 +271,7 @@ def main() -> None:
     _, truth = exact_knn(prepared["queries"], vectors, top_n=K)
     report: Dict[str, Any] = {"when": time.strftime("%Y-%m-%d"), "quick": args.quick, "items": args.items,
                               "real": args.real, "queries": args.queries,
-                              "machine": f"{os.cpu_count()} CPUs (shared), {platform.platform()}",
+                              "machine": f"{os.cpu_count()} CPUs, {platform.platform()}",
                               "embed_items_per_s": round(args.real / prepared["embed_s"], 1), "galleries": [],
                               "notes": []}
     with tempfile.TemporaryDirectory(prefix="oml-scale-") as tmp:
