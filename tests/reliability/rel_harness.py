@@ -8,26 +8,21 @@ deterministic PNGs and tar archives.
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVER_TESTS = Path(__file__).resolve().parents[1] / "server"
+if str(SERVER_TESTS) not in sys.path:
+    sys.path.insert(0, str(SERVER_TESTS))
+
+from server_helpers import ServerProcess, free_port  # noqa: E402
+
 FAKE_SERVE = Path(__file__).with_name("fake_serve.py")
-READY_TIMEOUT_S = 120.0
 EMBEDDING_SIZE = 8
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_fake_model(models_dir: Path, name: str, version: int, modality: str = "text") -> Path:
@@ -67,73 +62,32 @@ def tar_of(members: Dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-class RelServer:
-    """One server process over `data_dir` and `models_dir`; `kill()` is SIGKILL, `stop()` SIGTERM."""
+class RelServer(ServerProcess):
+    """One server process over `data_dir` and `models_dir` (`ServerProcess`: `kill()` is SIGKILL, `stop()` SIGTERM),
+    started through its environment, without an API key, polled closely while starting; plus what reliability
+    runs read of it: `terminate_then_kill`, RSS, descriptors and threads."""
+
+    poll_interval_s = 0.05
 
     def __init__(self, data_dir: Path, models_dir: Path, log_path: Path, env: Optional[Dict[str, str]] = None,
                  fake: bool = True):
-        self.data_dir, self.models_dir, self.log_path = Path(data_dir), Path(models_dir), Path(log_path)
-        self.extra_env = dict(env or {})
+        super().__init__(Path(data_dir), Path(models_dir), Path(log_path), api_key=None, env=env)
         self.fake = fake
-        self.process: Optional[subprocess.Popen] = None
-        self.port = 0
-        self.starts = 0
-        self._log = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> List[str]:
         if self.fake:
             return [sys.executable, str(FAKE_SERVE)]
         return [sys.executable, "-m", "server.cli", "serve"]
 
-    def start(self) -> "RelServer":
-        self.port = free_port()
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OML_BOOTSTRAP_MODEL": "",
-               "OML_NUM_THREADS": "1", "OML_WATCH_INTERVAL_S": "0", "OML_ACCESS_LOG": "0", "OML_API_KEY": "",
-               **self.extra_env,
-               "OML_DATA_DIR": str(self.data_dir), "OML_MODELS_DIR": str(self.models_dir),
-               "OML_PORT": str(self.port), "OML_HOST": "127.0.0.1"}
-        self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(self.command(), cwd=REPO_ROOT, env=env, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
-        self.starts += 1
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}; log:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"server not ready after {READY_TIMEOUT_S} s; log:\n{self.log_tail()}")
+    def environment(self) -> Dict[str, str]:
+        return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OML_BOOTSTRAP_MODEL": "",
+                "OML_NUM_THREADS": "1", "OML_WATCH_INTERVAL_S": "0", "OML_ACCESS_LOG": "0", "OML_API_KEY": "",
+                **self.extra_env,
+                "OML_DATA_DIR": str(self.data_dir), "OML_MODELS_DIR": str(self.models_dir),
+                "OML_PORT": str(self.port), "OML_HOST": "127.0.0.1"}
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL, and wait for the process to be gone."""
-        if self.alive():
-            self.process.send_signal(signal.SIGKILL)
-        if self.process is not None:
-            self.process.wait()
-        self._close_log()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM (graceful: the index files are saved), SIGKILL after `timeout_s`."""
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._close_log()
 
     def terminate_then_kill(self, after_s: float) -> None:
         """SIGTERM, then SIGKILL `after_s` later if it is still shutting down (a kill inside the index save)."""
@@ -145,20 +99,6 @@ class RelServer:
                 self.process.send_signal(signal.SIGKILL)
                 self.process.wait()
         self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log is not None:
-            self._log.close()
-            self._log = None
-
-    def log_tail(self, chars: int = 6000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except FileNotFoundError:
-            return ""
-
-    def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 60), **kwargs)
 
     def rss_bytes(self) -> int:
         with open(f"/proc/{self.process.pid}/status") as handle:

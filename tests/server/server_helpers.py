@@ -57,6 +57,9 @@ class ServerProcess:
         self.extra_env = dict(env or {})
         self.process: Optional[subprocess.Popen] = None
         self.port = 0
+        self.starts = 0
+
+    poll_interval_s = 0.2  # between /ready polls while starting
 
     @property
     def url(self) -> str:
@@ -66,17 +69,25 @@ class ServerProcess:
     def headers(self) -> Dict[str, str]:
         return {"X-API-Key": self.api_key} if self.api_key else {}
 
-    def start(self) -> "ServerProcess":
-        self.port = free_port()
+    def command(self) -> List[str]:
+        """The server's command line (its port is `self.port`)."""
+        return [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(self.data_dir), "--models-dir",
+                str(self.models_dir), "--port", str(self.port)]
+
+    def environment(self) -> Dict[str, str]:
+        """The server's environment: offline, no bundled-model export, one ONNX Runtime thread, then `env`."""
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OML_BOOTSTRAP_MODEL": "",
                "OML_NUM_THREADS": "1", **self.extra_env}
         if self.api_key:
             env["OML_API_KEY"] = self.api_key
+        return env
+
+    def start(self) -> "ServerProcess":
+        self.port = free_port()
         self._log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(self.data_dir), "--models-dir",
-             str(self.models_dir), "--port", str(self.port)],
-            cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(self.command(), cwd=REPO_ROOT, env=self.environment(), stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+        self.starts += 1
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -86,7 +97,7 @@ class ServerProcess:
                     return self
             except httpx.HTTPError:
                 pass
-            time.sleep(0.2)
+            time.sleep(self.poll_interval_s)
         self.kill()
         raise RuntimeError(f"server not ready after {READY_TIMEOUT_S} s; log:\n{self.log_tail()}")
 
@@ -122,7 +133,7 @@ class ServerProcess:
             return ""
 
     def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+        return httpx.Client(base_url=self.url, timeout=kwargs.pop("timeout", 60), **kwargs)
 
     def wait_for(self, predicate, timeout_s: float = 90.0, interval_s: float = 0.2, what: str = "condition"):
         """Poll `predicate()` until it returns a truthy value."""
