@@ -18,6 +18,8 @@ so both see the same machine state; the p50/p99 of each are compared.
     .venv/bin/python benchmarks/rerank.py --debian-reranker DIR [DIR ...] --omniglot-reranker DIR   # skip training
 
 Writes benchmarks/results/rerank.{md,json} and the two `oml bench` reports under benchmarks/results/rerank_bench/.
+A partial run (`--only omniglot`) replaces its own parts of rerank.json and keeps the others, with the date each
+part ran.
 """
 
 import argparse
@@ -265,8 +267,10 @@ def _time_queries(client: Any, queries: List[str]) -> Dict[str, Any]:
 
 
 def write_results(results: Dict[str, Any], out: Path) -> None:
+    dated = "; ".join(f"{part} {when}" for part, when in results.get("dates", {}).items())
     lines = ["# Reranking the top-n", "", f"{results['date']}, {results['machine']}. `benchmarks/rerank.py`: the same "
-             "embedding, search and metrics code as `oml bench`; without and with the reranker in one run.", "",
+             "embedding, search and metrics code as `oml bench`; without and with the reranker in one run."
+             + (f" Parts run at different times: {dated}." if dated else ""), "",
              "| data | extractor | reranker | pairwise model | top_n | queries | CMC@1 without | CMC@1 with | change | "
              "mAP@5 without | mAP@5 with | change | rerank p50 ms/query |",
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -296,6 +300,7 @@ def _quality_row(task: str, entry: Dict[str, Any], row: Dict[str, Any]) -> str:
     model = entry.get("reranker_model") or {}
     args = model.get("args") or {}
     described = model.get("name", "?") + (f", {args['num_layers']} layers" if args.get("num_layers") else "")
+    described += f", shifts up to {args['max_shift']} px" if args.get("max_shift") else ""
     described += f", {entry.get('precision', 'fp32')}"
     return (f"| {task} | {Path(entry['extractor']).parent.name} | {Path(entry['reranker']).parent.name} | "
             f"{described} | {row['top_n']} | {row['n_queries']} | {row['cmc1_before']:.4f} | {row['cmc1_after']:.4f} | "
@@ -320,7 +325,11 @@ def main() -> None:
         results["latency"] = server_latency(results.get("debian") or given_rerankers("debian", args), args)
     previous = args.out / "rerank.json"
     if set(args.only) != {"debian", "omniglot", "latency"} and previous.is_file():
-        results = {**json.loads(previous.read_text()), **results}  # a partial run updates its parts only
+        earlier = json.loads(previous.read_text())
+        dates = earlier.get("dates") or {part: earlier["date"] for part in ("debian", "omniglot", "latency")
+                                         if part in earlier}
+        results = {**earlier, **results,  # a partial run updates its parts only, and says when each part ran
+                   "dates": {**dates, **{part: results["date"] for part in args.only}}}
     write_results(results, args.out)
     print((args.out / "rerank.md").read_text())
 

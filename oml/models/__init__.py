@@ -3,6 +3,7 @@
 from oml.models.checkpoints import CheckpointKeysError
 from oml.models.convnet import ConvNetExtractor
 from oml.models.meta import (
+    AlignedDistanceSiamese,
     ConcatSiamese,
     EmbeddingPairsMLP,
     HFCrossEncoder,
@@ -28,4 +29,5 @@ __all__ = [
     "EmbeddingPairsMLP",
     "HFCrossEncoder",
     "RelationSiamese",
+    "AlignedDistanceSiamese",
 ]

@@ -11,6 +11,7 @@ from typing import Any, Dict
 from oml.interfaces.models import IPairwiseModel
 from oml.interfaces.retrieval import IRetrievalPostprocessor
 from oml.models.meta import (
+    AlignedDistanceSiamese,
     ConcatSiamese,
     EmbeddingPairsMLP,
     HFCrossEncoder,
@@ -29,6 +30,7 @@ PAIRWISE_MODELS_REGISTRY: Dict[str, type] = {
     "embedding_pairs_mlp": EmbeddingPairsMLP,
     "hf_cross_encoder": HFCrossEncoder,
     "relation_siamese": RelationSiamese,
+    "aligned_distance_siamese": AlignedDistanceSiamese,  # not in OML
 }
 
 POSTPROCESSORS_REGISTRY: Dict[str, type] = {

@@ -164,7 +164,7 @@ def test_a_missing_artifact_a_bad_top_n_and_an_unknown_model_are_named_together(
     assert set(problems) == {"extractor_artifact", "top_n", "valid_top_n", "mining.neighbors", "pairwise_model.name"}
     assert "is not a model version folder" in problems["extractor_artifact"]
     assert "greater than or equal to 1" in problems["top_n"]
-    assert "unknown pairwise model 'cross_encoder'; allowed: concat_siamese, embedding_pairs_mlp" in \
+    assert "unknown pairwise model 'cross_encoder'; allowed: aligned_distance_siamese, concat_siamese, embedding_pairs_mlp" in \
         problems["pairwise_model.name"]
 
 
@@ -179,7 +179,7 @@ def test_an_artifact_or_a_pairwise_model_of_the_wrong_modality_is_refused(texts_
     problems = problems_of(reranker_config(images_root, tmp_path, image_artifact, {"name": "hf_cross_encoder"},
                                            transforms_val={"name": "norm_resize_torch", "args": {"im_size": 28}}))
     assert "scores pairs of texts, but the data" in problems["pairwise_model.name"]
-    assert "allowed here: concat_siamese, embedding_pairs_mlp" in problems["pairwise_model.name"]
+    assert "allowed here: aligned_distance_siamese, concat_siamese, embedding_pairs_mlp" in problems["pairwise_model.name"]
     assert "applies to pairwise models of images" in problems["transforms_val"]
 
     problems = problems_of(reranker_config(texts_root, tmp_path, text_artifact, {

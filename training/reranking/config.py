@@ -39,6 +39,7 @@ INPUT_KINDS = {
     "hf_cross_encoder": "texts",
     "concat_siamese": "images",
     "relation_siamese": "images",
+    "aligned_distance_siamese": "images",
 }
 KIND_MODALITY = {"texts": "text", "images": "image"}  # "embeddings" take either
 FILLED_ARGS = ("feat_dim", "max_length")  # from the extractor artifact and the config's max_length
