@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--watch-interval-s", type=float,
                         help="seconds between scans of the models folder; 0 turns watching off (OML_WATCH_INTERVAL_S)")
     parser.add_argument("--num-threads", type=int, help="ONNX Runtime threads per model (OML_NUM_THREADS)")
+    parser.add_argument("--search-threads", type=int,
+                        help="OpenMP threads of one micro-batched search, default 1 (OML_SEARCH_THREADS)")
     parser.add_argument("--bootstrap-model", help="model exported when the models folder is empty "
                                                   "(OML_BOOTSTRAP_MODEL, default minilm_l6; '' for none)")
     parser.add_argument("--bootstrap-precision", choices=["int8", "fp32"],
@@ -57,12 +59,22 @@ def settings_from_args(args: argparse.Namespace) -> "Settings":
     return Settings.from_env(**{name: getattr(args, name) for name in Settings.model_fields if hasattr(args, name)})
 
 
+def limit_torch_threads(threads: int) -> None:
+    """torch's intra-op threads in the server process (it only re-ranks a search's candidates and builds small
+    tensors there): its second OpenMP thread cost more CPU in hand-offs than it saved (docs/PERFORMANCE.md). Set here,
+    for `oml serve` only, because the setting is process-wide."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
 
     settings = settings_from_args(args)
+    limit_torch_threads(settings.search_threads)
     logger.info("serving on http://%s:%s (data %s, models %s, batching %s x %.1f ms, API key %s)", settings.host,
                 settings.port, settings.data_dir, settings.models_dir, settings.max_batch_size, settings.max_wait_ms,
                 "on" if settings.api_key else "off")

@@ -21,6 +21,7 @@ from oml.inference.images import (
     decode_image,
     preprocess_image,
 )
+from oml.inference.length_groups import length_groups
 from oml.inference.texts import TextTokenizer, check_texts
 
 LOGGER = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class OnnxExtractor:
         self.max_image_pixels = max_image_pixels
         self.input_names: List[str] = [i.name for i in session.get_inputs()]
         self.output_name: str = self.manifest.output
+        self.split_by_length = True
 
     @property
     def modality(self) -> str:
@@ -136,7 +138,9 @@ class OnnxExtractor:
         return self.run({name: np.asarray(feeds[name], dtype=np.int64) for name in self.input_names})
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """float32 (n, d) embeddings of ``texts`` in input order; batches are formed from texts of similar length."""
+        """float32 (n, d) embeddings of ``texts`` in input order; batches are formed from texts of similar length,
+        and a batch of mixed lengths runs as the sub-batches that pad least (`length_groups`; off with
+        ``split_by_length = False``)."""
         self._require("text")
         check_texts(texts)
         _check_batch_size(batch_size)
@@ -148,8 +152,10 @@ class OnnxExtractor:
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         for start in range(0, len(order), batch_size):
             ids = order[start:start + batch_size]
-            feeds = self.tokenizer.pad([encodings[i] for i in ids], self.input_names)
-            out[ids] = self.run(feeds)
+            groups = length_groups([len(encodings[i].ids) for i in ids]) if self.split_by_length else [(0, len(ids))]
+            for first, stop in groups:
+                feeds = self.tokenizer.pad([encodings[i] for i in ids[first:stop]], self.input_names)
+                out[ids[first:stop]] = self.run(feeds)
         return out
 
     # ----- images -----
