@@ -161,7 +161,9 @@ class TrainConfig(RunConfig):
     # engine
     precision: Literal[PRECISIONS] = 32  # type: ignore[valid-type]
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    devices: Union[int, Literal["auto"]] = 1
+    devices: Union[int, Literal["auto"]] = 1  # processes per machine
+    num_nodes: int = Field(1, ge=1)  # machines; the run has devices x num_nodes processes (see docs/SCALING.md)
+    distributed_mining: bool = False  # not in OML: under DDP the miner sees every process's batch
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     seed: int = 42
     num_threads: Optional[int] = Field(None, ge=1)
@@ -415,6 +417,9 @@ def _cross_problems(config: TrainConfig) -> TProblems:
         problems.append(("metric_for_checkpointing",
                          f"{config.metric_for_checkpointing!r} is not computed with these metric_args; "
                          f"allowed: {', '.join(allowed)}"))
+    if config.distributed_mining and config.criterion.name != "triplet_with_miner":
+        problems.append(("distributed_mining", f"criterion {config.criterion.name!r} has no miner; "
+                                              "distributed_mining needs triplet_with_miner"))
     if config.valid_period > config.max_epochs:
         problems.append(("valid_period", f"{config.valid_period} > max_epochs {config.max_epochs}: the run would "
                                          "never validate, so no best checkpoint could be chosen"))

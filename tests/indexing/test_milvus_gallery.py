@@ -200,3 +200,27 @@ def test_milvus_lite_server_process(tmp_path, tiny):
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def test_replaced_and_deleted_items_take_their_stored_files_with_them(setup, tmp_path, tiny):
+    """As in a local gallery: a new upload for a key, or a delete, removes the file the old item pointed to (only
+    files under this gallery's files/ folder)."""
+    gallery = MilvusGallery.create(setup, tmp_path, "photos", tiny.manifest)
+    vectors = tiny.embed_texts(["a cat", "a dog", "far away"])
+    cat, dog = gallery.store_file("cat", b"cat 1", ".png"), gallery.store_file("dog", b"dog", ".png")
+    outside = tmp_path / "elsewhere.png"
+    outside.write_bytes(b"not ours")
+    gallery.upsert([Item(key="cat", text="a cat", path=str(cat)), Item(key="dog", text="a dog", path=str(dog)),
+                    Item(key="far", text="far away", path=str(outside))], vectors)
+
+    new_cat = gallery.store_file("cat", b"cat 2", ".png")
+    gallery.upsert([Item(key="cat", text="a cat", path=str(new_cat))], vectors[:1])
+    assert not cat.exists() and new_cat.exists() and dog.exists()
+    assert gallery.get("cat").path == str(new_cat)
+    gallery.upsert([Item(key="cat", text="a cat", path=str(new_cat))], vectors[:1])  # the same file again: kept
+    assert new_cat.exists()
+
+    assert gallery.delete_many(["cat", "far", "missing"]) == 2
+    assert not new_cat.exists() and dog.exists() and outside.exists()
+    assert [path.name for path in (tmp_path / "milvus" / "photos" / "files").rglob("*.png")] == [dog.name]
+    gallery.close()

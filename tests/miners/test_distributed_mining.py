@@ -44,12 +44,17 @@ def worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
 
         hard_miner = DistributedMinerWrapper(HardTripletsMiner())
         anchors, positives, negatives = hard_miner.sample(local.detach(), LABELS[rank])
+
+        # rank 0 holds only label 5, so every negative of its anchors lives on rank 1
+        own = torch.tensor([[0.0, 0.0], [1.0, 0.0]]) if rank == 0 else torch.tensor([[0.0, 0.1], [0.0, 0.2]])
+        _, _, only_remote = hard_miner.sample(own, [5, 5] if rank == 0 else [6, 6])
         torch.save(
             {
                 "loss": loss.detach(),
                 "grad": local.grad,
                 "n_triplets": criterion.last_logs["n_triplets"],
                 "hard": (anchors, positives, negatives),
+                "only_remote_negatives": only_remote,
                 "world_size": get_world_size(),
             },
             Path(out_dir) / f"rank{rank}.pt",
@@ -81,6 +86,12 @@ def test_two_processes_mine_triplets_across_processes_and_get_local_gradients(tm
 
     # anchor 0 (label 0, rank 0) can only pair with item 6 (label 0, rank 1)
     assert torch.equal(results[0]["hard"][1][0], features[6])
+    # a negative that exists only on the other rank is found: the hardest negative of both label-5 anchors is
+    # rank 1's item (0, 0.1), the closest one of another label
+    negatives = results[0]["only_remote_negatives"]
+    assert torch.equal(results[1]["only_remote_negatives"], negatives)
+    assert len(negatives) == 4 and torch.equal(negatives[0], torch.tensor([0.0, 0.1]))
+    assert torch.equal(negatives[1], torch.tensor([0.0, 0.1]))
 
 
 def test_outside_a_distributed_run_the_wrapper_is_the_wrapped_miner() -> None:

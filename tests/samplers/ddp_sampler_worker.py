@@ -31,6 +31,12 @@ def main() -> None:
     sampler = DistributedBatchSampler(BalanceSampler(labels, n_labels=3, n_instances=2))
     epochs = [list(sampler) for _ in range(3)]
 
+    # every shard of epoch 0, gathered across the processes, and what one process alone samples with that seed
+    gathered: list = [None] * world_size
+    dist.all_gather_object(gathered, epochs[0])
+    alone = list(DistributedBatchSampler(BalanceSampler(labels, n_labels=3, n_instances=2), rank=0, world_size=1,
+                                         seed=sampler._base_seed()))
+
     loader = shard_dataloader(DataLoader(list(range(25)), batch_size=4, shuffle=True))  # 7 batches, padded to 8
     loader_batches = [batch.tolist() for batch in loader]
 
@@ -39,6 +45,8 @@ def main() -> None:
             {
                 "len": len(sampler),
                 "epochs": epochs,
+                "gathered_epoch0": gathered,
+                "alone_epoch0": alone,
                 "loader_len": len(loader),
                 "loader_batches": loader_batches,
             },

@@ -155,6 +155,18 @@ def test_two_gloo_processes_get_equal_disjoint_shards_of_the_same_epoch(
     assert rank0["epochs"][0] != rank0["epochs"][1]
 
 
+def test_the_gathered_shards_of_two_processes_are_what_one_process_samples_alone(
+    two_gloo_processes: List[Dict[str, Any]],
+) -> None:
+    rank0, rank1 = two_gloo_processes
+    assert rank0["gathered_epoch0"] == rank1["gathered_epoch0"] == [rank0["epochs"][0], rank1["epochs"][0]]
+    shard0, shard1 = rank0["gathered_epoch0"]
+    assert len(shard0) == len(shard1) and not {tuple(b) for b in shard0} & {tuple(b) for b in shard1}
+    # position p of the single process's epoch goes to rank p % 2: together the shards are exactly that epoch
+    assert rank0["alone_epoch0"] == rank1["alone_epoch0"]
+    assert [batch for pair in zip(shard0, shard1) for batch in pair] == rank0["alone_epoch0"]
+
+
 def test_two_gloo_processes_shard_a_plain_loader_with_padding(two_gloo_processes: List[Dict[str, Any]]) -> None:
     rank0, rank1 = two_gloo_processes
     assert rank0["loader_len"] == rank1["loader_len"] == 4
