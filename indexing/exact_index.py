@@ -10,6 +10,57 @@ from indexing.interfaces import IIndex, check_ids, check_k, check_vectors
 from oml.const import TPath
 
 EXACT_SPEC = "exact"
+MASKED_SHARE = 0.25  # from this share of matching rows on, a subset search masks rows instead of copying them
+
+
+def exact_subset_search(queries: np.ndarray, k: int, vectors: np.ndarray, ids: np.ndarray, batch_size: int = 512
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    """The exact k nearest of `vectors` (ids `ids`) for every query, padded with inf / -1 to k columns."""
+    distances = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
+    found_ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
+    if vectors.shape[0] == 0 or queries.shape[0] == 0:
+        return distances, found_ids
+    from oml.functional.knn import exact_knn
+
+    # exact_knn walks the gallery in blocks, so memory stays bounded whatever the batch of queries
+    found_distances, found_positions = exact_knn(queries, vectors, top_n=min(k, vectors.shape[0]), bs=batch_size,
+                                                 check_finite=False)
+    n_found = found_positions.shape[1]
+    distances[:, :n_found] = found_distances.numpy()
+    found_ids[:, :n_found] = ids[found_positions.numpy()]
+    return distances, found_ids
+
+
+def masked_search(queries: np.ndarray, k: int, vectors: np.ndarray, ids: np.ndarray, mask: np.ndarray,
+                  norms: np.ndarray, block: int = 32768) -> Tuple[np.ndarray, np.ndarray]:
+    """The exact k nearest rows of `vectors` (squared norms `norms`) where `mask` is true, the others skipped in place:
+    their norms count as infinite, so no row is copied. Blocks of `block` rows keep memory bounded; padded with
+    inf / -1 to k columns."""
+    n = queries.shape[0]
+    penalised = np.where(mask, norms, np.inf).astype(np.float32)
+    query_norms = np.einsum("ij,ij->i", queries, queries)[:, None]
+    best = np.empty((n, 0), np.float32)
+    best_rows = np.empty((n, 0), np.int64)
+    for start in range(0, vectors.shape[0], block):
+        squared = queries @ vectors[start:start + block].T
+        squared *= -2
+        squared += penalised[None, start:start + block]
+        squared += query_norms
+        width = min(k, squared.shape[1])
+        top = np.argpartition(squared, width - 1, axis=1)[:, :width]
+        best = np.concatenate([best, np.take_along_axis(squared, top, 1)], axis=1)
+        best_rows = np.concatenate([best_rows, top + start], axis=1)
+        if best.shape[1] > k:
+            keep = np.argpartition(best, k - 1, axis=1)[:, :k]
+            best, best_rows = np.take_along_axis(best, keep, 1), np.take_along_axis(best_rows, keep, 1)
+    order = np.argsort(best, axis=1, kind="stable")
+    best, best_rows = np.take_along_axis(best, order, 1), np.take_along_axis(best_rows, order, 1)
+    distances = np.full((n, k), np.inf, np.float32)
+    found = np.full((n, k), -1, np.int64)
+    valid = np.isfinite(best)
+    distances[:, :best.shape[1]] = np.where(valid, np.sqrt(np.maximum(best, 0)), np.inf)
+    found[:, :best.shape[1]] = np.where(valid, ids[best_rows], -1)
+    return distances, found
 
 
 class ExactIndex(StoredInIndexFile, IIndex):
@@ -41,6 +92,7 @@ class ExactIndex(StoredInIndexFile, IIndex):
         self._vectors = np.empty((0, self.dim), dtype=np.float32)
         self._ids = np.empty((0,), dtype=np.int64)
         self._size = 0
+        self._norms: Optional[np.ndarray] = None  # squared row norms for masked searches, computed when first needed
 
     def __len__(self) -> int:
         return self._size
@@ -64,6 +116,7 @@ class ExactIndex(StoredInIndexFile, IIndex):
         self._vectors[self._size : needed] = vectors
         self._ids[self._size : needed] = ids
         self._size = needed
+        self._norms = None
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
@@ -76,27 +129,33 @@ class ExactIndex(StoredInIndexFile, IIndex):
             self._vectors[:kept] = self._vectors[: self._size][keep]
             self._ids[:kept] = self._ids[: self._size][keep]
             self._size = kept
+            self._norms = None
         return removed
+
+    exact = True
 
     def search(self, queries: np.ndarray, k: int, **params: Any) -> Tuple[np.ndarray, np.ndarray]:
         if params:
             raise ValueError(f"the exact index takes no search parameters, got {sorted(params)}")
         queries = check_vectors(queries, self.dim, what="queries")
-        k = check_k(k)
-        distances = np.full((queries.shape[0], k), np.inf, dtype=np.float32)
-        ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
-        if self._size == 0 or queries.shape[0] == 0:
-            return distances, ids
-        from oml.functional.knn import exact_knn
+        return exact_subset_search(queries, check_k(k), self._vectors[: self._size], self._ids[: self._size],
+                                   self.batch_size)
 
-        # exact_knn walks the gallery in blocks, so memory stays bounded whatever the batch of queries
-        found_distances, found_positions = exact_knn(
-            queries, self._vectors[: self._size], top_n=min(k, self._size), bs=self.batch_size, check_finite=False
-        )
-        n_found = found_positions.shape[1]
-        distances[:, :n_found] = found_distances.numpy()
-        ids[:, :n_found] = self._ids[: self._size][found_positions.numpy()]
-        return distances, ids
+    def search_subset(self, queries: np.ndarray, k: int, ids: np.ndarray,
+                      **params: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """The exact search among the vectors of `ids` only: a mask picks them out of the gallery before the search."""
+        if params:
+            raise ValueError(f"the exact index takes no search parameters, got {sorted(params)}")
+        queries = check_vectors(queries, self.dim, what="queries")
+        k = check_k(k)
+        mask = np.isin(self._ids[: self._size], np.asarray(ids, dtype=np.int64))
+        if mask.sum() < MASKED_SHARE * self._size:  # few rows: copy them out and search those
+            return exact_subset_search(queries, k, self._vectors[: self._size][mask], self._ids[: self._size][mask],
+                                       self.batch_size)
+        if self._norms is None:
+            vectors = self._vectors[: self._size]
+            self._norms = np.einsum("ij,ij->i", vectors, vectors)
+        return masked_search(queries, k, self._vectors[: self._size], self._ids[: self._size], mask, self._norms)
 
     def ids(self) -> np.ndarray:
         return np.sort(self._ids[: self._size])
@@ -121,4 +180,4 @@ class ExactIndex(StoredInIndexFile, IIndex):
         return index
 
 
-__all__ = ["ExactIndex", "EXACT_SPEC"]
+__all__ = ["ExactIndex", "EXACT_SPEC", "exact_subset_search", "masked_search"]

@@ -10,6 +10,7 @@
 """
 
 import logging
+import math
 import re
 from typing import Any, Dict, Optional, Tuple
 
@@ -29,6 +30,7 @@ _MIN_POINTS_PER_CENTROID = 39
 _DEFAULT_EF_SEARCH = 64
 _TRAIN_POINTS_PER_LIST = 100  # k-means sample: FAISS asks for 39 to 256 points per centroid
 _ADD_BATCH = 65536
+SUBSET_EF_MAX = 1024  # the widest HNSW search a filtered search asks for
 
 
 def _flat_stage(dim: int) -> faiss.Index:
@@ -81,6 +83,7 @@ class FaissIndex(StoredInIndexFile, IIndex):
         self._live = np.empty((0,), dtype=np.int64)
         self._tombstones = np.empty((0,), dtype=np.int64)
         self._tombstone_selector: Optional[faiss.IDSelector] = None
+        self._subset_selector: Optional[Tuple[np.ndarray, int, faiss.IDSelector]] = None
 
     def _new_template(self) -> faiss.Index:
         if not isinstance(self.spec, str) or not self.spec.strip():
@@ -234,6 +237,59 @@ class FaissIndex(StoredInIndexFile, IIndex):
         distances = np.sqrt(np.maximum(squared, 0.0, dtype=np.float32), dtype=np.float32)
         distances[ids < 0] = np.inf
         return distances, ids.astype(np.int64, copy=False)
+
+    @property
+    def exact(self) -> bool:  # type: ignore[override]
+        """Flat indexes (and IVF/PQ ones before training, still flat) search exactly."""
+        return not self.trained or self.spec.strip() == "Flat"
+
+    def search_subset(self, queries: np.ndarray, k: int, ids: np.ndarray,
+                      **params: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """As `search`, among `ids` only: an `IDSelectorBatch` inside FAISS's search skips every other vector.
+
+        With a selector an HNSW search keeps exploring past vectors it may not return, so its breadth (`efSearch`)
+        grows as the share of matching vectors shrinks (`ef / sqrt(share)`, at most `SUBSET_EF_MAX`); an index type
+        whose search takes no selector raises `NotImplementedError`.
+        """
+        queries = check_vectors(queries, self.dim, what="queries")
+        k = check_k(k)
+        allowed = np.asarray(ids, dtype=np.int64)
+        if self._tombstones.size:
+            allowed = allowed[~np.isin(allowed, self._tombstones)]
+        if queries.shape[0] == 0 or allowed.size == 0 or len(self) == 0:
+            return np.full((queries.shape[0], k), np.inf, np.float32), np.full((queries.shape[0], k), -1, np.int64)
+        parameters = self._search_parameters({**params, **self._subset_breadth(params, k, allowed.size)})
+        selector = self._selector_of(ids, allowed)
+        if parameters is None:
+            parameters = faiss.SearchParameters()
+        parameters.sel = selector
+        parameters.keep_alive = selector  # SWIG does not reference `sel`
+        try:
+            squared, found = self._index.search(queries, k, params=parameters)
+        except RuntimeError as error:
+            raise NotImplementedError(f"FAISS index {self.spec!r} cannot search with an id selector: "
+                                      f"{str(error).strip().splitlines()[-1]}") from error
+        distances = np.sqrt(np.maximum(squared, 0.0, dtype=np.float32), dtype=np.float32)
+        distances[found < 0] = np.inf
+        return distances, found.astype(np.int64, copy=False)
+
+    def _selector_of(self, ids: np.ndarray, allowed: np.ndarray) -> faiss.IDSelector:
+        """An `IDSelectorBatch` of `allowed`, reused while the caller passes the same `ids` array again (a filter's
+        cached matching ids) and no id was removed meanwhile."""
+        cached = self._subset_selector
+        if cached is not None and cached[0] is ids and cached[1] == self._tombstones.size:
+            return cached[2]
+        selector = faiss.IDSelectorBatch(allowed)
+        self._subset_selector = (ids, self._tombstones.size, selector)  # holds `ids`, so its identity stays unique
+        return selector
+
+    def _subset_breadth(self, params: Dict[str, Any], k: int, n_allowed: int) -> Dict[str, Any]:
+        """The `efSearch` of an HNSW search restricted to `n_allowed` of the index's vectors."""
+        if not (self.trained and self.is_hnsw):
+            return {}
+        base = params.get("efSearch", params.get("ef_search")) or self.ef_search
+        share = max(n_allowed / max(len(self), 1), 1e-6)
+        return {"efSearch": int(min(max(SUBSET_EF_MAX, base), max(base, k, math.ceil(base / math.sqrt(share)))))}
 
     def save(self, path: TPath) -> None:
         description = {

@@ -14,6 +14,8 @@ from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional
 import numpy as np
 
 from indexing.errors import GalleryError
+from indexing.filtered_search import FilteredSearcher
+from indexing.filters import as_filter
 from indexing.interfaces import IIndex, IItemStore, check_k
 from indexing.items import Hit, Item, StoredItem, check_label, upsert_rows
 from indexing.layout import (
@@ -61,6 +63,7 @@ class Gallery:
         self._lock = GalleryLock(folder / LOCK_FILE)
         self._closed = False
         self._reranker_choice = manifest.reranker
+        self._filtered = FilteredSearcher(store)
 
     # ---- life cycle ---------------------------------------------------------------------------------------------
 
@@ -116,6 +119,11 @@ class Gallery:
         """The exclusive lock (this process and others), on a gallery that is still open."""
         self._check_open()
         return self._lock.exclusive()
+
+    def write_locked(self) -> ContextManager[None]:
+        """Hold the gallery's write lock (no write commits, no index file is saved meanwhile): snapshots pin a
+        consistent copy under it."""
+        return self._writing()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -209,33 +217,41 @@ class Gallery:
         self._check_open()
         return self.store.iter_items(batch_size)
 
+    def list_items(self, limit: int, after_key: Optional[str] = None, labels: Optional[Sequence[Any]] = None
+                   ) -> List[StoredItem]:
+        """Up to `limit` items in key order after `after_key` (a page), with one of `labels` when given."""
+        self._check_open()
+        if limit < 1:
+            raise ValueError(f"limit must be positive, got {limit}")
+        labels = None if labels is None else [check_label(label) for label in labels]
+        return self.store.items_by_key(limit, after_key, labels)
+
+    def label_counts(self) -> Tuple[List[Tuple[Any, int]], int]:
+        """`([(label, item count), ...], unlabelled count)`, most frequent labels first."""
+        self._check_open()
+        return self.store.label_counts()
+
     def check_model(self, model: Any) -> None:
         """Raise `ModelMismatchError` unless `model` (a `ModelManifest` or extractor) is the one this gallery holds."""
         self.manifest.check_model(model)
 
-    def search(self, queries: Any, k: int = 10, labels: Optional[Sequence[Any]] = None, **params: Any
-               ) -> List[List[Hit]]:
+    def search(self, queries: Any, k: int = 10, labels: Optional[Sequence[Any]] = None, filter: Any = None,
+               **params: Any) -> List[List[Hit]]:
         """The `k` nearest items of every query embedding, nearest first; `params` (`nprobe`, `efSearch`) go to FAISS.
 
-        `labels`: only items with one of these labels, searched exactly among the stored embeddings of those items.
+        `filter` (`indexing.filters` syntax, a dict or a parsed `SearchFilter`) or `labels` (any of them): only the
+        items that pass, selected inside the index search, so `k` hits come back whenever `k` items match.
         """
-        if labels is not None:
-            return self._search_labelled(self._checked_queries(queries), check_k(k), labels)
-        distances, ids = self._nearest(self._checked_queries(queries), k, params)
+        queries = self._checked_queries(queries)
+        k = check_k(k)
+        search_filter = as_filter(filter, labels)
+        with self._lock.shared():
+            if search_filter is None:
+                distances, ids = self._synced.index.search(queries, k, **params)
+            else:
+                distances, ids = self._filtered.search(self._synced.index, queries, k, search_filter,
+                                                       self.manifest.generation, params)
         return to_hits(distances, ids, self.store)
-
-    def _search_labelled(self, queries: np.ndarray, k: int, labels: Sequence[Any]) -> List[List[Hit]]:
-        from oml.functional.knn import exact_knn
-
-        ids = sorted({i for found in self.ids_with_labels(list(labels)).values() for i in found})
-        found = self.get_embeddings(ids)
-        ids = [i for i in ids if i in found]
-        if not ids:
-            return [[] for _ in range(queries.shape[0])]
-        distances, positions = exact_knn(queries, np.stack([found[i] for i in ids]), top_n=k)
-        positions = positions.numpy()
-        item_ids = np.where(positions >= 0, np.asarray(ids, dtype=np.int64)[np.maximum(positions, 0)], -1)
-        return to_hits(distances.numpy(), item_ids, self.store)
 
     def to_retrieval_results(
         self, query_embeddings: Any, k: int = 10, query_labels: Optional[Sequence[Any]] = None, **params: Any

@@ -34,6 +34,14 @@ class IIndex(ABC):
     def search(self, queries: np.ndarray, k: int, **params: Any) -> Tuple[np.ndarray, np.ndarray]:
         """The k nearest vectors of every query: `(distances, ids)`, both (n_queries, k)."""
 
+    exact: bool = False  # whether `search` (and `search_subset`) return the true nearest vectors
+
+    def search_subset(self, queries: np.ndarray, k: int, ids: np.ndarray,
+                      **params: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """As `search`, among the vectors whose ids are in `ids` (sorted int64) only, the others skipped inside the
+        search (an id selector or mask, not by over-fetching). Engines that cannot raise `NotImplementedError`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot search a subset of its vectors")
+
     @abstractmethod
     def ids(self) -> np.ndarray:
         """Ids of all vectors in the index, sorted ascending."""
@@ -104,6 +112,19 @@ class IItemStore(ABC):
     @abstractmethod
     def ids_with_labels(self, labels: Sequence[Any]) -> Dict[Any, List[int]]:
         """`label -> ids of the items with that label`, for every given label (empty list when none)."""
+
+    @abstractmethod
+    def ids_matching(self, filter: Any) -> np.ndarray:
+        """Ids (ascending, int64) of the items that pass an `indexing.filters.SearchFilter`."""
+
+    @abstractmethod
+    def items_by_key(self, limit: int, after_key: Optional[str] = None,
+                     labels: Optional[Sequence[Any]] = None) -> List[StoredItem]:
+        """Up to `limit` items in key order, keys after `after_key` only, with one of `labels` when given."""
+
+    @abstractmethod
+    def label_counts(self) -> Tuple[List[Tuple[Any, int]], int]:
+        """`([(label, item count), ...], unlabelled count)`, most frequent labels first."""
 
     @abstractmethod
     def ids_missing_generation(self, generation: int) -> List[int]:

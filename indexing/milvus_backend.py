@@ -36,12 +36,14 @@ import numpy as np
 
 from indexing.embedding import embed_every_item
 from indexing.errors import GalleryError, GalleryExistsError, GalleryNotFoundError, IndexSpecError
+from indexing.filters import as_filter, milvus_expression
 from indexing.interfaces import check_k
 from indexing.items import Hit, Item, StoredItem, check_label, upsert_rows
 from indexing.layout import validate_gallery_name
 from indexing.locking import ReadWriteLock
 from indexing.manifest import GalleryManifest
-from indexing.source_files import store_source_file
+from indexing.milvus_listing import list_milvus_items, milvus_label_counts
+from indexing.source_files import drop_replaced_files, store_source_file
 from oml.const import TPath
 
 LOGGER = logging.getLogger(__name__)
@@ -572,13 +574,26 @@ class MilvusGallery:
 
     # ---- search -------------------------------------------------------------------------------------------------
 
-    def search(self, queries: Any, k: int = 10, labels: Optional[Sequence[Any]] = None, **params: Any
-               ) -> List[List[Hit]]:
-        """The `k` nearest items of every query embedding, nearest first; `labels`: only items with one of these
-        labels. `params`: `ef` (HNSW search breadth, at least k)."""
+    def list_items(self, limit: int, after_key: Optional[str] = None, labels: Optional[Sequence[Any]] = None
+                   ) -> List[StoredItem]:
+        """Up to `limit` items in key order after `after_key`, with one of `labels` when given (`milvus_listing`)."""
+        if limit < 1:
+            raise ValueError(f"limit must be positive, got {limit}")
+        labels = None if labels is None else [check_label(label) for label in labels]
+        return list_milvus_items(self, limit, after_key, labels)
+
+    def label_counts(self) -> Tuple[List[Tuple[Any, int]], int]:
+        """`([(label, item count), ...], unlabelled count)`, most frequent labels first."""
+        return milvus_label_counts(self)
+
+    def search(self, queries: Any, k: int = 10, labels: Optional[Sequence[Any]] = None, filter: Any = None,
+               **params: Any) -> List[List[Hit]]:
+        """The `k` nearest items of every query embedding, nearest first; `filter` (`indexing.filters` syntax) or
+        `labels` (any of them): only the items that pass. `params`: `ef` (HNSW search breadth, at least k)."""
         vectors = self._manifest.check_embeddings(queries, "query embeddings")
         k = check_k(k)
-        expression = label_filter_expression([check_label(label) for label in labels]) if labels is not None else ""
+        search_filter = as_filter(filter, labels)
+        expression = "" if search_filter is None else milvus_expression(search_filter, label_filter_expression)
         manifest = self._manifest
         ef = params.get("ef") or milvus_index_params(manifest.index_spec, manifest.index_options, self.setup)["ef"]
         search_params: Dict[str, Any] = {"metric_type": "L2", "params": {"ef": max(int(ef), k)} if ef else {}}
@@ -642,20 +657,32 @@ class MilvusGallery:
             if model is not None:
                 self.check_model(model)  # a swap may have finished while this caller embedded
             rows = self._rows([items[p] for p in keep], vectors[keep], self._manifest.model_version)
+            old_files = self._file_paths([items[p].key for p in keep]) if any(item.path for item in items) else []
             for part in _chunks(rows, WRITE_BATCH):
                 self.client.upsert(self.alias, list(part))
             self._unflushed += len(rows)
+        drop_replaced_files(self.folder, old_files, kept=[items[p].path for p in keep])
         return [key_item_id(item.key) for item in items]
 
     def delete_many(self, keys: Sequence[str]) -> int:
         """Delete items by key; returns how many existed (the same answer from milvus-lite and Milvus)."""
-        removed = 0
+        removed, old_files = 0, []
         with self._lock.read(), self._write_lock:
             for part in _chunks(list(dict.fromkeys(keys)), IN_LIST):
-                existing = [row["key"] for row in self._query(f"key in {_quoted(part)}", ["key"])]
+                rows = self._query(f"key in {_quoted(part)}", ["key", "path"])
+                existing = [row["key"] for row in rows]
                 if existing:
                     removed += delete_count(self.client.delete(self.alias, ids=existing), len(existing))
+                    old_files += [row.get("path") for row in rows]
+        drop_replaced_files(self.folder, old_files)  # only this replica's copies under files/
         return removed
+
+    def _file_paths(self, keys: Sequence[str]) -> List[Optional[str]]:
+        """Stored file paths of the items with these keys (removed once a write replaced them)."""
+        paths: List[Optional[str]] = []
+        for part in _chunks(list(dict.fromkeys(keys)), IN_LIST):
+            paths += [row.get("path") for row in self._query(f"key in {_quoted(part)}", ["path"])]
+        return paths
 
     def delete(self, key: str) -> bool:
         return self.delete_many([key]) == 1

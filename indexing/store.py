@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from indexing.errors import GalleryCorruptError, InsufficientStorageError, storage_full_cause
+from indexing.filters import Condition, SearchFilter
 from indexing.interfaces import IItemStore
 from indexing.items import Item, StoredItem
 
@@ -72,6 +73,51 @@ def check_sqlite_file(path: Path) -> None:
         raise GalleryCorruptError(
             path, f"item store is truncated: it declares {declared_pages * page_size} bytes, the file has {size}"
         )
+
+
+def _json_path(condition: Condition) -> str:
+    """The SQLite JSON path of a condition's field, each step quoted (`$."size"."width"`)."""
+    return "$" + "".join(f'."{step}"' for step in condition.path)
+
+
+_NUMERIC = "('integer', 'real', 'true', 'false')"  # JSON booleans compare as 1 and 0 (`indexing.filters`)
+
+
+def _equal_sql(path: str, value: Any) -> Tuple[str, List[Any]]:
+    """SQL true where the payload field at `path` equals `value` within its kind (numbers and booleans, or text)."""
+    kind = f"IN {_NUMERIC}" if isinstance(value, (int, float)) else "= 'text'"
+    return f"(json_type(payload, ?) {kind} AND json_extract(payload, ?) = ?)", [path, path, value]
+
+
+def _condition_sql(condition: Condition) -> Tuple[str, List[Any]]:
+    """SQL of one payload condition (`indexing.filters` semantics: a missing or null field is never a match)."""
+    path = _json_path(condition)
+    if condition.op in ("eq", "in"):
+        values = condition.value if condition.op == "in" else (condition.value,)
+        parts = [_equal_sql(path, value) for value in values]
+        return "(" + " OR ".join(sql for sql, _ in parts) + ")", [p for _, params in parts for p in params]
+    if condition.op == "ne":
+        sql, params = _equal_sql(path, condition.value)
+        return (f"(json_type(payload, ?) IN ('integer', 'real', 'text', 'true', 'false') AND NOT {sql})",
+                [path, *params])
+    symbol = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}[condition.op]
+    return (f"(json_type(payload, ?) IN {_NUMERIC} AND json_extract(payload, ?) {symbol} ?)",
+            [path, path, condition.value])
+
+
+def filter_sql(filter: SearchFilter) -> Tuple[str, List[Any]]:
+    """A `WHERE` clause (without the keyword) and its parameters selecting the items that pass `filter`; field paths
+    and values are bound parameters, never spliced into the SQL text."""
+    parts: List[str] = []
+    params: List[Any] = []
+    if filter.labels is not None:
+        parts.append(f"label IN ({','.join('?' * len(filter.labels))})")
+        params.extend(filter.labels)
+    for condition in filter.conditions:
+        sql, condition_params = _condition_sql(condition)
+        parts.append(sql)
+        params.extend(condition_params)
+    return " AND ".join(parts) or "1", params
 
 
 def _vector_blob(vector: np.ndarray) -> bytes:
@@ -284,6 +330,39 @@ class ItemStore(IItemStore):
                 for label, item_id in self._conn.execute(query, part):
                     result[label].append(item_id)
         return result
+
+    def ids_matching(self, filter: SearchFilter) -> np.ndarray:
+        """Ids (ascending, int64) of the items that pass `filter` (payload conditions evaluated by SQLite's JSON1)."""
+        where, params = filter_sql(filter)
+        with self._guard():
+            rows = self._conn.execute(f"SELECT item_id FROM items WHERE {where} ORDER BY item_id", params).fetchall()
+        return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+
+    def items_by_key(self, limit: int, after_key: Optional[str] = None,
+                     labels: Optional[Sequence[Any]] = None) -> List[StoredItem]:
+        """Up to `limit` items in key order (bytewise), those with keys after `after_key` only, and with one of
+        `labels` when given. Keys never change under an upsert, so paging by the last key seen neither skips nor
+        repeats an item that exists throughout."""
+        where, params = ["1"], []  # type: List[str], List[Any]
+        if after_key is not None:
+            where.append("key > ?")
+            params.append(after_key)
+        if labels is not None:
+            where.append(f"label IN ({','.join('?' * len(labels))})")
+            params.extend(labels)
+        with self._guard():
+            rows = self._conn.execute(f"SELECT {_ITEM_COLUMNS} FROM items WHERE {' AND '.join(where)} "
+                                      "ORDER BY key LIMIT ?", [*params, int(limit)]).fetchall()
+        return [_row_to_item(row) for row in rows]
+
+    def label_counts(self) -> Tuple[List[Tuple[Any, int]], int]:
+        """`([(label, items with it), ...], items without a label)`; labels by count (descending), then value."""
+        with self._guard():
+            rows = self._conn.execute("SELECT label, COUNT(*) FROM items GROUP BY label").fetchall()
+        counts = [(label, int(n)) for label, n in rows if label is not None]
+        unlabelled = sum(int(n) for label, n in rows if label is None)
+        counts.sort(key=lambda entry: (-entry[1], isinstance(entry[0], str), entry[0]))
+        return counts, unlabelled
 
     def ids_missing_generation(self, generation: int) -> List[int]:
         """Items that have no embedding of this generation."""

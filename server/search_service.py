@@ -6,11 +6,12 @@ import importlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from indexing import Hit
+from indexing.filters import SearchFilter, as_filter
 from oml.interfaces.retrieval import IRetrievalPostprocessor
 from server.batcher import MicroBatcher, MicroBatcherPool
 from server.embedding import QueryEmbedder
@@ -22,6 +23,9 @@ from server.settings import Settings
 logger = logging.getLogger(__name__)
 
 SWAP_RETRIES = 3
+
+SearchInput = Tuple[np.ndarray, int, Optional[SearchFilter]]  # one query of a batched index search: vector, k, filter
+QueryVectors = Callable[[Binding], Awaitable[Any]]  # query embeddings for a binding, instead of embedding queries
 
 
 class KOutOfRange(ValueError):
@@ -79,10 +83,19 @@ class Searcher:
         if k < 1 or k > self.settings.max_k:
             raise KOutOfRange(f"k must be between 1 and {self.settings.max_k}, got {k}")
 
-    def _search_now(self, gallery_name: str, version: int, inputs: List[Tuple[np.ndarray, int]]) -> List[List[Hit]]:
-        queries = np.stack([row for row, _ in inputs])
-        hits = self.galleries.search(gallery_name, queries, max(k for _, k in inputs), version)
-        return [row[:k] for row, (_, k) in zip(hits, inputs)]
+    def _search_now(self, gallery_name: str, version: int, inputs: List[SearchInput]) -> List[List[Hit]]:
+        """One index search per distinct filter among the batched `(query, k, filter)` inputs."""
+        groups: Dict[Optional[str], List[int]] = {}
+        for i, (_, _, search_filter) in enumerate(inputs):
+            groups.setdefault(None if search_filter is None else search_filter.key, []).append(i)
+        results: List[List[Hit]] = [[] for _ in inputs]
+        for rows in groups.values():
+            queries = np.stack([inputs[i][0] for i in rows])
+            hits = self.galleries.search(gallery_name, queries, max(inputs[i][1] for i in rows), version,
+                                         filter=inputs[rows[0]][2])
+            for i, row in zip(rows, hits):
+                results[i] = row[:inputs[i][1]]
+        return results
 
     def _new_search_batcher(self, key: Tuple[str, int]) -> MicroBatcher:
         gallery_name, version = key
@@ -93,11 +106,15 @@ class Searcher:
     async def search(self, gallery_name: str, queries: Sequence[Any], k: int, rerank: bool = False,
                      rerank_top_n: Optional[int] = None,
                      exclude_keys: Optional[Sequence[Optional[str]]] = None,
-                     labels: Optional[Sequence[Any]] = None) -> SearchResult:
+                     labels: Optional[Sequence[Any]] = None, filter: Any = None,
+                     query_vectors: Optional[QueryVectors] = None) -> SearchResult:
         """Embed `queries` and find the k nearest items of each; with `rerank`, re-score each query's first
         `rerank_top_n` hits with the gallery's reranker (or hand all hits to the server's postprocessor when the
         gallery names none). `exclude_keys[i]`, when given, is an item left out of query i's hits; `labels`, when
-        given, keeps only items with one of these labels (filtered searches skip the search micro-batcher)."""
+        given, keeps only items with one of these labels, `filter` (`indexing.filters`) those that pass it; filtered
+        searches share the search micro-batcher too. `query_vectors(binding)`, when given, supplies the query
+        embeddings instead of embedding `queries` (then only a reranker reads `queries`)."""
+        search_filter = as_filter(filter, labels)
         self.check_k_within_limit(k)
         if rerank_top_n is not None and rerank_top_n < 1:
             raise RerankTopNOutOfRange(f"rerank_top_n must be at least 1, got {rerank_top_n}")
@@ -110,7 +127,7 @@ class Searcher:
                                         "send rerank=false")
             try:
                 return await self._search_once(gallery_name, binding, queries, k, rerank, rerank_top_n, exclude_keys,
-                                               labels)
+                                               search_filter, query_vectors)
             except VersionChanged:
                 continue
         raise GalleryBusy(f"gallery {gallery_name!r} kept switching model versions; retry the search")
@@ -118,15 +135,15 @@ class Searcher:
     async def _search_once(self, gallery_name: str, binding: Binding, queries: List[Any], k: int, rerank: bool,
                            rerank_top_n: Optional[int],
                            exclude_keys: Optional[Sequence[Optional[str]]],
-                           labels: Optional[Sequence[Any]] = None) -> SearchResult:
-        embeddings = await self.embedder.embed(binding.model, binding.version, queries)
-        fetch = k + 1 if exclude_keys is not None else k
-        if labels is not None:
-            hits = await asyncio.to_thread(self.galleries.search, gallery_name, np.stack(list(embeddings)), fetch,
-                                           binding.version, labels)
+                           search_filter: Optional[SearchFilter] = None,
+                           query_vectors: Optional[QueryVectors] = None) -> SearchResult:
+        if query_vectors is not None:
+            embeddings = await query_vectors(binding)
         else:
-            hits = await self._search_batchers.get((gallery_name, binding.version)).submit(
-                [(row, fetch) for row in embeddings])
+            embeddings = await self.embedder.embed(binding.model, binding.version, queries)
+        fetch = k + 1 if exclude_keys is not None else k
+        hits = await self._search_batchers.get((gallery_name, binding.version)).submit(
+            [(row, fetch, search_filter) for row in embeddings])
         if exclude_keys is not None:
             hits = [[hit for hit in row if hit.key != key][:k] for row, key in zip(hits, exclude_keys)]
         result = SearchResult(gallery=gallery_name, model=binding.model, model_version=binding.version,

@@ -1,19 +1,23 @@
-"""Adding items (JSON texts or multipart images) and deleting them."""
+"""Adding items (JSON texts or multipart images), listing them page by page, reading and deleting them."""
 
-from typing import Any, List, Tuple
+from typing import Annotated, Any, List, Literal, Optional, Tuple
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from indexing import Item
+from server import item_listing as listing
 from server.body import content_kind, form_files, form_text, parse_json_list, parse_json_model, read_image_form
-from server.dependencies import GalleriesDep, SettingsDep, require_api_key
+from server.dependencies import GalleriesDep, SettingsDep, require_api_key, require_search_key
 from server.errors import InvalidInputError, ModalityMismatchError
 from server.galleries import GalleryService
+from server.cursors import MAX_CURSOR_CHARS, signer_for
 from server.inputs import check_text, decode_image
+from server.item_listing import MAX_PAGE
 from server.openapi import json_or_multipart_body
 from server.routes.params import KeyParam, NameParam
-from server.schemas import DeletedResponse, ErrorResponse, ItemMeta, ItemOut, ItemsAccepted, ItemsRequest
+from server.schemas import (DeletedResponse, ErrorResponse, ItemMeta, ItemOut, ItemPage, ItemsAccepted,
+                            ItemsRequest)
 from server.settings import Settings
 
 router = APIRouter(prefix="/galleries/{name}/items", tags=["items"])
@@ -89,6 +93,24 @@ async def add_items(request: Request, name: NameParam, response: Response, setti
         return ItemsAccepted(gallery=name, indexed=len(items), keys=[item.key for item in items], count=count)
     response.status_code = 202
     return ItemsAccepted(gallery=name, indexed=0, job_id=galleries.start_items_job(name, items))
+
+
+@router.get("", response_model=ItemPage, dependencies=[Depends(require_search_key)],
+            summary="Items page by page in key order, with a cursor to the next page",
+            responses={400: {"model": ErrorResponse, "description": "a cursor this server did not issue for this "
+                                                                    "listing"},
+                       404: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
+async def list_items(name: NameParam, galleries: GalleriesDep, settings: SettingsDep,
+                     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="items per page")] = 100,
+                     cursor: Annotated[Optional[str], Query(max_length=MAX_CURSOR_CHARS,
+                                                            description="next_cursor of the page before")] = None,
+                     label: Annotated[Optional[str], Query(max_length=1024, description="only items with this label "
+                                                           "(a string, or the integer it spells)")] = None,
+                     include: Annotated[Optional[Literal["embedding"]], Query(
+                         description="embedding: add each item's stored embedding")] = None) -> ItemPage:
+    signer = await run_in_threadpool(signer_for, settings.data_dir)
+    return await run_in_threadpool(listing.list_items, galleries, signer, name, limit, cursor, label,
+                                   include == "embedding")
 
 
 @router.get("/{key:path}", response_model=ItemOut, summary="One stored item by key",

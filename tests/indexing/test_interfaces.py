@@ -11,7 +11,8 @@ from indexing.store import ItemStore
 STORE_VERBS = {
     "count", "revision", "pruned_through", "get", "get_many", "iter_items", "iter_vectors", "changes_since",
     "item_ids", "ids_with_labels", "ids_missing_generation", "hashes_for_keys", "upsert", "delete_keys",
-    "put_embeddings", "drop_generation", "drop_generations_except", "prune_changes", "close",
+    "put_embeddings", "drop_generation", "drop_generations_except", "prune_changes", "close", "ids_matching",
+    "items_by_key", "label_counts",
 }
 
 
