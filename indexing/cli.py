@@ -6,6 +6,8 @@ import os
 import sys
 from typing import Any
 
+from indexing.snapshot_cli import register as register_snapshot_actions
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `index`, `galleries` and `search` subcommands."""
@@ -36,9 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     index.add_argument("--milvus-token", default=os.environ.get("OML_MILVUS_TOKEN"), help="Milvus token")
     index.set_defaults(func=_index)
 
-    galleries = subparsers.add_parser("galleries", help="list galleries as JSON")
+    galleries = subparsers.add_parser("galleries", help="list galleries as JSON; export / import (restore) one")
     galleries.add_argument("--data-dir", default=data_dir_default)
     galleries.set_defaults(func=_galleries)
+    register_snapshot_actions(galleries)
 
     search = subparsers.add_parser("search", help="search a gallery with a text or an image; prints hits as JSON")
     search.add_argument("--data-dir", default=data_dir_default)
