@@ -26,6 +26,18 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def exported_models(tmp_path_factory) -> Path:
+    """MiniLM (text, v1) and a tiny random-weight timm model (image, v1), exported once per session (the server and
+    /ui tests serve copies of them)."""
+    from oml.export import export_pretrained, export_timm
+
+    models_dir = tmp_path_factory.mktemp("exported-models")
+    export_pretrained("minilm_l6", models_dir, version=1)
+    export_timm("test_resnet", None, models_dir, name="tiny_image", version=1)
+    return models_dir
+
+
+@pytest.fixture(scope="session")
 def full_data_dir() -> Path:
     """`../shared/data` beside the repository: the full Omniglot (4,840 images) and Debian (63,436 rows) sets."""
     if not FULL_DATA_DIR.is_dir():

@@ -1,6 +1,7 @@
 """Export an extractor to a model artifact: ONNX graph, manifest, tokenizer; parity and quantization checks."""
 
 import logging
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +77,7 @@ def export_extractor(
     metrics: Optional[Mapping[str, Any]] = None,
     overwrite: bool = False,
     quantize_options: Optional[Mapping[str, Any]] = None,
+    fp32_out_dir: Optional[TPath] = None,
 ) -> Path:
     """Write the artifact ``<out_dir>/<name>/<version>/`` for a torch extractor and return its path.
 
@@ -98,6 +100,9 @@ def export_extractor(
         overwrite: replace an existing version folder instead of failing.
         quantize_options: keyword arguments for `oml.export.quantize.quantize_int8` (``smooth_alpha``,
             ``keep_float_fraction``).
+        fp32_out_dir: with ``quantize`` or ``fp16``, also write the float32 artifact the compressed one is made from
+            to ``<fp32_out_dir>/<name>/<version>/`` (checked like a plain fp32 export), from the same torch -> ONNX
+            export instead of a second one; it is in place before the compressed graph is checked.
 
     Raises:
         ExportParityError: fp32 graph output differs from torch by more than 1e-4.
@@ -112,6 +117,8 @@ def export_extractor(
         raise ValueError("choose one of quantize='int8' and fp16=True, not both")
     if modality == "text" and tokenizer is None:
         raise ValueError("a text export needs the tokenizer")
+    if fp32_out_dir is not None and not (quantize or fp16):
+        raise ValueError("fp32_out_dir is for a quantize='int8' or fp16=True export (a plain export is fp32)")
     started = time.perf_counter()
     extractor = extractor.eval()
     final_dir = artifact_dir_for(out_dir, name, version)
@@ -139,6 +146,13 @@ def export_extractor(
         embedding_size = int(reference.shape[1])
         set_output_size(fp32_path, embedding_size)
         all_metrics: Dict[str, Any] = {"parity_max_abs_diff": max_diff, **(metrics or {})}
+        normalised = bool(normalise or getattr(extractor, "normalise_features", False))
+        fields = dict(name=name, version=int(version), modality=modality, embedding_size=embedding_size,
+                      normalised=normalised, preprocessing=pre, source=dict(source or {}), inputs=list(input_names))
+        if fp32_out_dir is not None:
+            _write_fp32_artifact(fp32_path, build_dir, artifact_dir_for(fp32_out_dir, name, version), overwrite,
+                                 ModelManifest(**fields, metrics=dict(all_metrics), precision="fp32"),
+                                 parity_texts, reference)
 
         model_path = build_dir / MODEL_FILE
         precision = "fp32"
@@ -155,20 +169,7 @@ def export_extractor(
         else:
             fp32_path.replace(model_path)
 
-        normalised = bool(normalise or getattr(extractor, "normalise_features", False))
-        manifest = ModelManifest(
-            name=name,
-            version=int(version),
-            modality=modality,
-            embedding_size=embedding_size,
-            normalised=normalised,
-            preprocessing=pre,
-            source=dict(source or {}),
-            metrics=all_metrics,
-            precision=precision,
-            inputs=list(input_names),
-        )
-        manifest.save(build_dir)
+        ModelManifest(**fields, metrics=all_metrics, precision=precision).save(build_dir)
         _check_loads(build_dir, parity_texts, reference if precision == "fp32" else None)
     LOGGER.info(
         "Exported %s v%d (%s, %d-d, %s) to %s in %.1f s; metrics %s",
@@ -274,6 +275,18 @@ def check_compression(fp32_path: Path, compressed_path: Path, feeds: Sequence[Ma
             f"{precision} embeddings are too far from fp32: mean cosine {stats['mean_cosine']:.4f} < {min_mean_cosine}"
         )
     return result
+
+
+def _write_fp32_artifact(fp32_path: Path, build_dir: Path, final_dir: Path, overwrite: bool,
+                         manifest: ModelManifest, parity_texts: Sequence[str], reference: np.ndarray) -> None:
+    """The float32 graph as its own artifact ``final_dir`` (the tokenizer copied from ``build_dir``), checked."""
+    with building_artifact_dir(final_dir, overwrite=overwrite) as fp32_dir:
+        shutil.copyfile(fp32_path, fp32_dir / MODEL_FILE)
+        if (build_dir / TOKENIZER_DIR).is_dir():
+            shutil.copytree(build_dir / TOKENIZER_DIR, fp32_dir / TOKENIZER_DIR)
+        manifest.save(fp32_dir)
+        _check_loads(fp32_dir, parity_texts, reference)
+    LOGGER.info("Wrote the fp32 artifact of the same export to %s", final_dir)
 
 
 def _check_loads(build_dir: Path, parity_texts: Sequence[str], reference: Optional[np.ndarray]) -> None:

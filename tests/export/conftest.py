@@ -38,13 +38,16 @@ def omniglot_paths(data_dir: Path) -> List[Path]:
 
 
 @pytest.fixture(scope="session")
-def minilm_fp32(models_dir: Path) -> Path:
-    return export_pretrained("minilm_l6", models_dir, version=1)
+def minilm_int8(models_dir: Path, debian_texts: List[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniLM v1 in int8 (calibrated and checked on the Debian texts); the same export writes the fp32 artifact it
+    was quantized from to `models_dir` (`minilm_fp32`)."""
+    return export_pretrained("minilm_l6", tmp_path_factory.mktemp("models-int8"), version=1, quantize="int8",
+                             sample_texts=debian_texts, fp32_out_dir=models_dir)
 
 
 @pytest.fixture(scope="session")
-def minilm_int8(models_dir: Path, debian_texts: List[str]) -> Path:
-    return export_pretrained("minilm_l6", models_dir, version=2, quantize="int8", sample_texts=debian_texts)
+def minilm_fp32(models_dir: Path, minilm_int8: Path) -> Path:
+    return models_dir / "minilm_l6" / "1"
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +63,16 @@ def vit_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def vit_tiny(models_dir: Path, vit_checkpoint: Path) -> Path:
-    return export_timm("vit_tiny_patch16_224", vit_checkpoint, models_dir, name="vit_tiny")
+def vit_tiny_int8(models_dir: Path, vit_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkpoint's vit_tiny in int8; the same export writes the fp32 artifact it was quantized from to
+    `models_dir` (`vit_tiny`)."""
+    return export_timm("vit_tiny_patch16_224", vit_checkpoint, tmp_path_factory.mktemp("models-int8"), name="vit_tiny",
+                       quantize="int8", fp32_out_dir=models_dir)
+
+
+@pytest.fixture(scope="session")
+def vit_tiny(models_dir: Path, vit_tiny_int8: Path) -> Path:
+    return models_dir / "vit_tiny" / "1"
 
 
 @pytest.fixture(scope="session")

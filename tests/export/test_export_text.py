@@ -81,6 +81,11 @@ def test_int8_artifact_keeps_cosine_and_records_its_quality(
     assert 0.0 < metrics["int8_top10_agreement"] <= 1.0
     assert metrics["int8_check_samples"] == len(debian_texts)
     assert (minilm_int8 / "model.onnx").stat().st_size < 0.75 * (minilm_fp32 / "model.onnx").stat().st_size
+    fp32_manifest = json.loads((minilm_fp32 / "manifest.json").read_text())  # written by the same export
+    assert fp32_manifest["precision"] == "fp32" and "int8_mean_cosine" not in fp32_manifest["metrics"]
+    assert fp32_manifest["metrics"]["parity_max_abs_diff"] == metrics["parity_max_abs_diff"]
+    assert {k: v for k, v in fp32_manifest.items() if k not in ("precision", "metrics")} == \
+        {k: v for k, v in manifest.items() if k not in ("precision", "metrics")}
 
     fp32 = OnnxExtractor.load(minilm_fp32, num_threads=2).embed_texts(debian_texts)
     int8 = OnnxExtractor.load(minilm_int8, num_threads=2).embed_texts(debian_texts)
@@ -143,3 +148,6 @@ def test_export_argument_errors_are_clear(tmp_path: Path) -> None:
         export_extractor(encoder, tmp_path, name="x", modality="text", preprocessing={"max_length": 8})
     with pytest.raises(ValueError, match="modality must be"):
         export_extractor(encoder, tmp_path, name="x", modality="audio", preprocessing={})
+    with pytest.raises(ValueError, match="fp32_out_dir is for a quantize"):
+        export_extractor(encoder, tmp_path, name="x", modality="text", preprocessing={}, tokenizer=object(),
+                         fp32_out_dir=tmp_path / "fp32")

@@ -114,8 +114,8 @@ def test_a_trained_embedding_pairs_mlp_improves_top1(greek_drawings, drawings_da
     sampler = BalanceSampler(labels.tolist(), n_labels=6, n_instances=6)
     loader = DataLoader(items, batch_sampler=sampler)
     model = EmbeddingPairsMLP(feat_dim=embeddings.shape[1], hidden_dims=(64,), dropout=0.0)
-    module = PairwiseModule(model, PairsMiner(hard_mining=False), torch.optim.Adam(model.parameters(), lr=3e-3))
-    trainer = pl.Trainer(max_epochs=150, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    module = PairwiseModule(model, PairsMiner(hard_mining=False), torch.optim.Adam(model.parameters(), lr=1e-2))
+    trainer = pl.Trainer(max_epochs=40, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, accelerator="cpu")
     trainer.fit(module, loader)
     rr = knn_results(greek_drawings, drawings_dataset)

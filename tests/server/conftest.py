@@ -3,21 +3,13 @@
 import csv
 import shutil
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, NamedTuple
 
 import pytest
 
 from server_helpers import ServerProcess, models_copy
 
-@pytest.fixture(scope="session")
-def exported_models(tmp_path_factory) -> Path:
-    """MiniLM (text, v1) and a tiny random-weight timm model (image, v1), exported once per session."""
-    from oml.export import export_pretrained, export_timm
-
-    models_dir = tmp_path_factory.mktemp("exported-models")
-    export_pretrained("minilm_l6", models_dir, version=1)
-    export_timm("test_resnet", None, models_dir, name="tiny_image", version=1)
-    return models_dir
+# `exported_models` (MiniLM v1 + tiny_image v1, once per session) is in tests/conftest.py, shared with tests/ui
 
 
 @pytest.fixture(scope="session")
@@ -51,6 +43,31 @@ def corrupt_minilm_v3(exported_models, tmp_path_factory) -> Path:
     manifest.version = 3
     manifest.save(target)
     return target
+
+
+class FirstStart(NamedTuple):
+    """What a server's first start on an empty models folder left: the folder, its log, its /ready reply."""
+
+    models_dir: Path
+    log: str
+    ready: dict
+
+
+@pytest.fixture(scope="session")
+def first_start(tmp_path_factory) -> FirstStart:
+    """A real server started on an empty models folder (as `make serve`): it exports the bundled MiniLM itself
+    (bootstrap, int8 after the held-out check), answers /ready, then stops. One bootstrap for every test that needs
+    it; tests only read `models_dir` (serve a `link_copy` of it)."""
+    root = tmp_path_factory.mktemp("first-start")
+    server = ServerProcess(root / "data", root / "models", root / "server.log", api_key=None,
+                           env={"OML_BOOTSTRAP_MODEL": "minilm_l6", "OML_WATCH_INTERVAL_S": "0"})
+    server.start()
+    try:
+        with server.client() as client:
+            ready = client.get("/ready").json()
+    finally:
+        server.stop()
+    return FirstStart(server.models_dir, server.log_tail(200_000), ready)
 
 
 @pytest.fixture(scope="session")

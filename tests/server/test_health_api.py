@@ -16,7 +16,8 @@ def test_models_lists_versions_modality_and_size(shared_server):
     assert models["minilm_l6"]["modality"] == "text" and models["minilm_l6"]["embedding_size"] == 384
     assert models["tiny_image"]["modality"] == "image"
     assert models["minilm_l6"]["versions"][0] == {"version": 1, "state": "ready", "error": None, "modality": "text",
-                                                  "embedding_size": 384, "loaded": True, "active": True}
+                                                  "embedding_size": 384, "loaded": True, "active": True,
+                                                  "finetune": None}
 
 
 def test_activate_unknown_version_is_404_and_active_version_is_200(shared_server):

@@ -1,4 +1,5 @@
-"""The README's "Using the server" curl lines, run against a live server that starts with an empty models folder."""
+"""The README's "Using the server" curl lines, run against a live server as it is after its first start on an empty
+models folder."""
 
 import json
 import re
@@ -6,7 +7,7 @@ import subprocess
 
 import pytest
 
-from server_helpers import REPO_ROOT, ServerProcess, drop_in_version
+from server_helpers import REPO_ROOT, ServerProcess, drop_in_version, link_copy, model_entry
 
 
 def readme_blocks():
@@ -36,21 +37,21 @@ def run_lines(script: str, server: ServerProcess, cwd) -> list:
 
 
 @pytest.fixture(scope="module")
-def fresh_server(tmp_path_factory):
-    """A server whose models folder starts empty: it must export MiniLM itself (as `make serve` does)."""
+def fresh_server(first_start, tmp_path_factory):
+    """A server as right after `make serve`'s first start: the models folder its bootstrap made (the session's
+    `first_start`, copied), no galleries yet."""
     root = tmp_path_factory.mktemp("readme-server")
-    server = ServerProcess(root / "data", root / "models", root / "server.log", api_key=None,
-                           env={"OML_BOOTSTRAP_MODEL": "minilm_l6", "OML_WATCH_INTERVAL_S": "0.5"})
+    server = ServerProcess(root / "data", link_copy(first_start.models_dir, root / "models"), root / "server.log",
+                           api_key=None, env={"OML_BOOTSTRAP_MODEL": "minilm_l6", "OML_WATCH_INTERVAL_S": "0.5"})
     server.start()
     yield server
     server.stop()
 
 
-def test_first_start_exports_the_bundled_minilm(fresh_server):
-    assert (fresh_server.models_dir / "minilm_l6" / "1" / "model.onnx").is_file()
-    assert "exporting the bundled minilm_l6 as version 1" in fresh_server.log_tail(200_000)
-    with fresh_server.client() as client:
-        assert client.get("/ready").json() == {"ready": True, "models": {"minilm_l6": 1}}
+def test_first_start_exports_the_bundled_minilm(first_start):
+    assert (first_start.models_dir / "minilm_l6" / "1" / "model.onnx").is_file()
+    assert "exporting the bundled minilm_l6 as version 1" in first_start.log
+    assert first_start.ready == {"ready": True, "models": {"minilm_l6": 1}}
 
 
 def test_readme_curl_lines_work(fresh_server, tmp_path, minilm_int8_v2):
@@ -68,8 +69,10 @@ def test_readme_curl_lines_work(fresh_server, tmp_path, minilm_int8_v2):
     assert export_line.startswith(".venv/bin/oml export --model minilm_l6 --quantize int8 --version 2")
     drop_in_version(minilm_int8_v2, fresh_server.models_dir, "minilm_l6", 2)  # what that export line produces
     with fresh_server.client() as client:
-        fresh_server.wait_for(lambda: client.get("/galleries/packages").json()["model_version"] == 2,
-                              what="the gallery re-embedded with v2")
+        # the registry swaps the galleries a moment before it records the new active version: wait for both
+        fresh_server.wait_for(lambda: client.get("/galleries/packages").json()["model_version"] == 2
+                              and model_entry(client, "minilm_l6")["active_version"] == 2,
+                              what="the gallery re-embedded with v2 and v2 active")
     output = run_lines("\n".join(rest), fresh_server, tmp_path)
     models = json_documents(output.split("oml_")[0])
     assert models[0]["models"][0]["active_version"] == 2

@@ -208,7 +208,9 @@ def test_a_reranker_version_is_activated_without_reembedding(client, models_dir)
     reply = client.post("/galleries/docs/search", json={**query, "rerank": True})
     assert reply.json()["reranker"] == {"name": "text_pairs", "version": 2}
     assert keys(reply)[0] == order[:2][::-1] + order[2:]  # version 2's top_n
-    assert [v["loaded"] for v in models(client)["text_pairs"]["versions"]] == [False, True]
+    # version 1 is unloaded just after version 2 becomes active, in the same background activation
+    wait_until(lambda: [v["loaded"] for v in models(client)["text_pairs"]["versions"]] == [False, True],
+               "version 1 unloaded")
     assert client.get("/galleries/docs").json()["model_version"] == 1
     back = client.post("/models/text_pairs/activate", json={"version": 1})
     assert back.status_code == 202

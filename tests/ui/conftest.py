@@ -1,8 +1,9 @@
 """Fixtures for the /ui tests: headless Chromium (Debian's `chromium`) driven by Playwright against a real server
 holding a text gallery, an image gallery and a model with two versions.
 
-The session fixtures of `tests/server/conftest.py` (exported models, package texts, Omniglot files) are loaded
-from that file and re-exported here, so both folders build them the same way.
+The exported models are `tests/conftest.py`'s session fixture, the same export the server tests use; the package
+texts and Omniglot files of `tests/server/conftest.py` are loaded from that file and re-exported here, so both folders
+build them the same way.
 """
 
 import importlib.util
@@ -24,7 +25,6 @@ def _server_fixtures():
 
 
 _server = _server_fixtures()
-exported_models = _server.exported_models
 package_texts = _server.package_texts
 omniglot_files = _server.omniglot_files
 
