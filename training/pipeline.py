@@ -7,8 +7,9 @@ best and last checkpoints) -> best checkpoint's weights -> validation *after* ->
 
 Invariants: every input problem that can be found before training (config, data, sampler that cannot fill a batch,
 extractor vs data modality) is raised before the first step; a NaN/inf loss, an interrupt or a failed export leaves
-no version folder; an interrupt leaves ``last.ckpt`` for ``--resume``. Under DDP (``devices`` > 1) only rank 0
-validates before/after, exports and prints; the other processes only train.
+no version folder; an interrupt leaves ``last.ckpt`` for ``--resume``. Under DDP (``devices`` x ``num_nodes`` > 1)
+only global rank 0 writes the run folder, validates before/after, exports and prints; the other processes (started
+by Lightning, by torchrun, or on other machines: `training.distributed`) only train.
 """
 
 import logging
@@ -17,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -55,12 +56,16 @@ class TrainResult:
 
 
 def is_worker_process() -> bool:
-    """Whether this is a DDP worker re-run by Lightning (rank > 0), which must not validate, export or print."""
-    return int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 or int(os.environ.get("NODE_RANK", "0") or 0) > 0
+    """Whether this process is a DDP worker (global rank > 0: started by Lightning, torchrun, or on another
+    machine), which must not validate, export or print; see `training.distributed`."""
+    from training.distributed import is_worker_process as from_env
+
+    return from_env()
 
 
-def train(config: TrainConfig, resume: bool = False) -> TrainResult:
-    """Run the pipeline; see the module docstring. Raises `TrainingError`, `TrainingInterrupted`, `ConfigError`
+def train(config: TrainConfig, resume: bool = False, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Run the pipeline; see the module docstring; `callbacks` are extra Lightning callbacks (e.g. progress reports
+    of `training.finetune`). Raises `TrainingError`, `TrainingInterrupted`, `ConfigError`
     (already raised by `training.config.load_config`), or the data's and the sampler's own errors."""
     import pytorch_lightning as pl
 
@@ -69,10 +74,11 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     pl.seed_everything(config.seed, workers=True, verbose=False)
+    _check_launch(config)
     parts = build_parts(config)  # every data / model / sampler problem surfaces here, before a run folder exists
     run, lock = _open_run(config, resume, worker)
     try:
-        result = _run(config, resume, worker, run, parts, started)
+        result = _run(config, resume, worker, run, parts, started, callbacks)
     finally:
         if lock is not None:
             lock.close()
@@ -82,7 +88,8 @@ def train(config: TrainConfig, resume: bool = False) -> TrainResult:
     return result
 
 
-def _run(config: TrainConfig, resume: bool, worker: bool, run: RunDir, parts: "Parts", started: float) -> TrainResult:
+def _run(config: TrainConfig, resume: bool, worker: bool, run: RunDir, parts: "Parts", started: float,
+         callbacks: Sequence[Any] = ()) -> TrainResult:
     if not worker:
         LOGGER.info("Run folder %s (%s)", run.path, "resumed" if resume else "new")
     state = run.read_state()
@@ -104,7 +111,7 @@ def _run(config: TrainConfig, resume: bool, worker: bool, run: RunDir, parts: "P
                          pid=os.getpid(), resumed=bool(resume) or bool(state.get("resumed")))
         os.environ[RUN_DIR_ENV] = str(run.path)  # DDP workers re-run the command; they join this run
 
-    trainer, checkpoint_cb, interrupt_cb = _make_trainer(config, run, parts)
+    trainer, checkpoint_cb, interrupt_cb = _make_trainer(config, run, parts, callbacks)
     ckpt_path = str(run.last_checkpoint) if resume else None
     if ckpt_path:
         LOGGER.info("Resuming from %s", ckpt_path)
@@ -118,7 +125,10 @@ def _run(config: TrainConfig, resume: bool, worker: bool, run: RunDir, parts: "P
         _fail(run, worker, error, interrupt_cb)
         raise
     if worker:
-        return TrainResult(run_dir=run.path, version_dir=None)
+        shared = [cb.path for cb in trainer.callbacks if type(cb).__name__ == "ShareRunFolder"]
+        run_dir = shared[0] if shared else run.path
+        LOGGER.info("DDP worker (rank %d) done; rank 0 exports from the run folder %s", trainer.global_rank, run_dir)
+        return TrainResult(run_dir=run_dir, version_dir=None)
 
     best_path = Path(checkpoint_cb.best_model_path) if checkpoint_cb.best_model_path else run.last_checkpoint
     best_epoch = _load_weights(parts.module, best_path)
@@ -242,6 +252,11 @@ def build_parts(config: TrainConfig) -> Parts:
                                          in_features=int(extractor.feat_dim), num_classes=data.n_train_labels)
     except (ValueError, TypeError) as e:
         raise TrainingError(f"criterion {config.criterion.name!r}: {e}") from e
+    if config.distributed_mining and _world_size(config) > 1:
+        from oml.miners.distributed import DistributedMinerWrapper
+
+        criterion.miner = DistributedMinerWrapper(criterion.miner)
+        LOGGER.info("Mining triplets over the batches of all %d processes", _world_size(config))
     groups: List[Dict[str, Any]] = [{"params": list(extractor.parameters())}]
     criterion_params = [p for p in criterion.parameters() if p.requires_grad]
     if criterion_params:
@@ -274,9 +289,21 @@ def build_parts(config: TrainConfig) -> Parts:
 
 
 def _world_size(config: TrainConfig) -> int:
+    """Processes of the run: ``devices`` per machine x ``num_nodes`` machines."""
     if config.devices == "auto":
-        return 1 if config.accelerator == "cpu" or not torch.cuda.is_available() else torch.cuda.device_count()
-    return int(config.devices)
+        per_node = 1 if config.accelerator == "cpu" or not torch.cuda.is_available() else torch.cuda.device_count()
+    else:
+        per_node = int(config.devices)
+    return per_node * config.num_nodes
+
+
+def _check_launch(config: TrainConfig) -> None:
+    """Refuse, before anything is built or written, a launch environment that contradicts the config."""
+    from training.distributed import launch_problems
+
+    problems = launch_problems(config.devices, config.num_nodes, _world_size(config))
+    if problems:
+        raise TrainingError("; ".join(problems))
 
 
 def batches_per_epoch(total: int, limit: Any) -> int:
@@ -286,7 +313,7 @@ def batches_per_epoch(total: int, limit: Any) -> int:
     return max(1, min(total, limit) if isinstance(limit, int) else int(total * limit))
 
 
-def _make_trainer(config: TrainConfig, run: RunDir, parts: Parts) -> Tuple[Any, Any, Any]:
+def _make_trainer(config: TrainConfig, run: RunDir, parts: Parts, extra: Sequence[Any] = ()) -> Tuple[Any, Any, Any]:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
     from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
@@ -315,12 +342,18 @@ def _make_trainer(config: TrainConfig, run: RunDir, parts: Parts) -> Tuple[Any, 
         interrupt_cb,
         ProgressLog(config.metric_for_checkpointing),
         TQDMProgressBar(refresh_rate=1 if sys.stderr.isatty() else 10),
+        *extra,
     ]
+    if parts.ddp:
+        from training.distributed import ShareRunFolder
+
+        callbacks.append(ShareRunFolder(run.path))
     loggers = [
         TensorBoardLogger(save_dir=str(run.path), name="tensorboard", default_hp_metric=False),
         CSVLogger(save_dir=str(run.path), name="csv"),
     ]
-    engine: Dict[str, Any] = {"accelerator": config.accelerator, "devices": config.devices}
+    engine: Dict[str, Any] = {"accelerator": config.accelerator, "devices": config.devices,
+                              "num_nodes": config.num_nodes}
     if parts.ddp:
         from pytorch_lightning.strategies import DDPStrategy
 
@@ -357,9 +390,9 @@ def _open_run(config: TrainConfig, resume: bool, worker: bool) -> Tuple[RunDir, 
 
     inherited = os.environ.get(RUN_DIR_ENV)
     if worker:
-        if not inherited:
-            raise TrainingError(f"a DDP worker process needs {RUN_DIR_ENV}, set by rank 0")
-        return RunDir(Path(inherited)), None
+        if inherited:  # started by rank 0's Lightning on the same machine
+            return RunDir(Path(inherited)), None
+        return _worker_run_dir(config, resume), None
     try:
         run = resumable_run_dir(config.logs_root, config.name) if resume else new_run_dir(config.logs_root, config.name)
         lock = run.lock()
@@ -375,6 +408,24 @@ def _open_run(config: TrainConfig, resume: bool, worker: bool) -> Tuple[RunDir, 
             LOGGER.warning("Resuming %s with a changed config: %s", run.path, ", ".join(changed))
     run.write_config(dump_config(config))
     return run, lock
+
+
+def _worker_run_dir(config: TrainConfig, resume: bool) -> RunDir:
+    """The run folder of a worker that rank 0 did not start (torchrun, another machine).
+
+    A new run: a placeholder, replaced by rank 0's folder once the process group exists (`ShareRunFolder`); a
+    worker writes nothing there anyway. A resumed run: every process loads ``last.ckpt`` itself, so the latest run
+    of this name must be readable here, e.g. ``logs_root`` on a file system that all machines share."""
+    from training.run_dir import latest_run_dir
+
+    if not resume:
+        return RunDir(Path(config.logs_root) / config.name / ".rank0-run-folder")
+    run = latest_run_dir(config.logs_root, config.name)
+    if run is None or not run.last_checkpoint.is_file():
+        raise TrainingError(f"--resume on several machines: this process (not rank 0) cannot read the last "
+                            f"checkpoint of the latest run of {config.name!r} under {config.logs_root}; every "
+                            "process loads it, so put logs_root on a file system all machines share")
+    return run
 
 
 def _fail(run: RunDir, worker: bool, error: BaseException, interrupt_cb: Any) -> None:

@@ -148,8 +148,9 @@ EXTRACTORS_REGISTRY: Dict[str, Callable[..., IExtractor]] = {
 }
 
 
-def get_extractor(name: str, **kwargs: Any) -> IExtractor:
-    """The extractor ``name`` of `EXTRACTORS_REGISTRY` built with ``kwargs``."""
+def get_extractor(name: str, /, **kwargs: Any) -> IExtractor:
+    """The extractor ``name`` of `EXTRACTORS_REGISTRY` built with ``kwargs`` (``name`` is positional-only: the
+    ``zoo`` extractor takes a ``name`` argument of its own, the Zoo entry)."""
     return lookup(EXTRACTORS_REGISTRY, name, "extractor")(**kwargs)
 
 
@@ -290,8 +291,8 @@ DETERMINISTIC_TRANSFORMS: Dict[str, Callable[..., Dict[str, Any]]] = {
 }
 
 
-def get_transforms(name: str, **kwargs: Any) -> Any:
-    """The transform ``name`` of `TRANSFORMS_REGISTRY` built with ``kwargs``."""
+def get_transforms(name: str, /, **kwargs: Any) -> Any:
+    """The transform ``name`` of `TRANSFORMS_REGISTRY` built with ``kwargs`` (``pretrained`` takes a ``name`` too)."""
     return lookup(TRANSFORMS_REGISTRY, name, "transform")(**kwargs)
 
 

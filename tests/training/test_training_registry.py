@@ -99,3 +99,16 @@ def test_validation_transforms_match_the_manifest_preprocessing_the_runtime_uses
     assert tensor.shape == (3, 32, 32) and np.allclose(tensor.numpy(), expected)
     augmented = get_transforms_by_cfg({"name": "augs_affine_torch", "args": {"im_size": 32, "rotation": 5}})(image)
     assert augmented.shape == (3, 32, 32)
+
+
+def test_zoo_extractor_and_pretrained_transform_configs_take_a_name_argument():
+    """Regression: `{name: zoo, args: {name: minilm_l6}}` (training/README.md) raised a TypeError because the
+    registry's own `name` clashed with the Zoo entry's."""
+    from oml.registry.training import build_extractor, get_preprocessing_by_cfg
+
+    built = build_extractor({"name": "zoo", "args": {"name": "minilm_l6"}})
+    assert built.modality == "text" and built.tokenizer is not None and built.source["name"] == "minilm_l6"
+    image = get_extractor_by_cfg({"name": "zoo", "args": {"name": "resnet18_imagenet1k_v1", "weights": None}})
+    assert image.feat_dim == 512
+    cfg = {"name": "pretrained", "args": {"name": "resnet18_imagenet1k_v1"}}
+    assert get_transforms_by_cfg(cfg).preprocessing["image_size"] == get_preprocessing_by_cfg(cfg)["image_size"]

@@ -21,6 +21,8 @@
     jobsTimer: null,
     modelsTimer: null,
     activeJobIds: new Set(),
+    finetuneJobs: {},     // gallery name -> id of its latest fine-tune job
+    finetuneTimer: null,
   };
 
   const $ = (id) => document.getElementById(id);
@@ -337,6 +339,7 @@
     $("rerank-wrap").hidden = !g.reranker;
     if (!g.reranker) $("q-rerank").checked = false;
     if (changed) {
+      guarded(findFinetune)(g.name);
       state.searchSeq += 1;
       state.queryFile = null;
       releaseThumbs();
@@ -688,10 +691,89 @@
         h("div", {class: "progress", role: "progressbar", "aria-label": `job ${job.id.slice(0, 8)} progress`,
                   "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": String(pct)}, bar),
         h("div", {class: "job-numbers"},
-          h("span", {text: `${Number(job.done).toLocaleString()} / ${Number(job.total).toLocaleString()} items`}),
+          h("span", {text: `${Number(job.done).toLocaleString()} / ${Number(job.total).toLocaleString()} ` +
+                           (job.kind === "finetune" ? `steps${job.phase ? ` · ${job.phase}` : ""}` : "items")}),
           h("span", {text: `${pct}%`})),
         job.error ? h("p", {class: "job-error", text: job.error}) : null);
     }));
+  }
+
+  // ---------------------------------------------------------------- fine-tune
+
+  /** One line about a fine-tune job: state, phase, steps, the validation metric; at the end the gate's verdict. */
+  function finetuneText(job) {
+    const result = job.result || {};
+    const progress = result.progress || {};
+    const parts = [job.state];
+    if (job.phase) parts.push(job.phase);
+    if (progress.steps) parts.push(`step ${progress.step} / ${progress.steps}`);
+    if (progress.metric) parts.push(`${progress.metric.name} ${progress.metric.value}`);
+    let text = parts.join(" · ");
+    if (result.decision) {
+      text += ` — v${result.candidate_version} ${result.activated ? "activated" : "kept available"}: ${result.reason}`;
+    } else if (job.error) {
+      text += ` — ${job.error}`;
+    }
+    return text;
+  }
+
+  function renderFinetune(job) {
+    const running = Boolean(job) && ACTIVE_JOB_STATES.has(job.state);
+    $("finetune-button").disabled = running;
+    $("finetune-cancel").hidden = !running;
+    $("finetune-progress").hidden = !job;
+    $("finetune-status").hidden = !job;
+    if (!job) return;
+    const pct = Math.round(100 * Math.max(0, Math.min(1, Number(job.progress) || 0)));
+    $("finetune-progress").setAttribute("aria-valuenow", String(pct));
+    $("finetune-progress").firstElementChild.style.width = `${pct}%`;
+    $("finetune-status").textContent = finetuneText(job);
+    $("finetune-status").dataset.state = job.state;
+  }
+
+  /** Show the gallery's latest fine-tune job (e.g. after a reload), if it has one. */
+  async function findFinetune(name) {
+    if (!state.finetuneJobs[name]) {
+      const {data} = await api("GET", "/jobs?limit=100", {what: "Loading jobs"});
+      const job = (data || []).find((j) => j.kind === "finetune" && j.gallery === name);
+      if (job) state.finetuneJobs[name] = job.id;
+    }
+    await pollFinetune();
+  }
+
+  async function pollFinetune() {
+    clearTimeout(state.finetuneTimer);
+    state.finetuneTimer = null;
+    const g = state.gallery;
+    const id = g ? state.finetuneJobs[g.name] : null;
+    if (!id) {
+      renderFinetune(null);
+      return;
+    }
+    const {data} = await api("GET", `/jobs/${encodeURIComponent(id)}`, {what: "Fine-tune progress"});
+    if (!state.gallery || state.gallery.name !== g.name) return;
+    renderFinetune(data);
+    if (ACTIVE_JOB_STATES.has(data.state)) state.finetuneTimer = setTimeout(guarded(pollFinetune), POLL_MS);
+    else if (data.result && data.result.activated) guarded(loadGalleries)();  // re-embedded with the new version
+  }
+
+  async function startFinetune() {
+    const g = state.gallery;
+    if (!g) return;
+    const {data} = await busy($("finetune-button"), () => api(
+      "POST", `/models/${encodeURIComponent(g.model)}/finetune`,
+      {json: {gallery: g.name}, what: `Fine-tuning ${g.model} on ${g.name}`}));
+    state.finetuneJobs[g.name] = data.job_id;
+    await pollFinetune();
+    startJobsPolling();
+  }
+
+  async function cancelFinetune() {
+    const id = state.gallery ? state.finetuneJobs[state.gallery.name] : null;
+    if (!id) return;
+    await busy($("finetune-cancel"), () => api("DELETE", `/jobs/${encodeURIComponent(id)}`,
+                                               {what: "Cancelling the fine-tune"}));
+    await pollFinetune();
   }
 
   // ---------------------------------------------------------------- wiring
@@ -716,6 +798,8 @@
     $("archive-form").addEventListener("submit", guarded(uploadArchive));
     $("text-items-form").addEventListener("submit", guarded(addTextItems));
     $("create-form").addEventListener("submit", guarded(createGallery));
+    $("finetune-button").addEventListener("click", guarded(startFinetune));
+    $("finetune-cancel").addEventListener("click", guarded(cancelFinetune));
     $("create-gallery").addEventListener("toggle", () => { if ($("create-gallery").open) guarded(loadModels)(); });
 
     $("key-form").addEventListener("submit", (event) => {
