@@ -16,7 +16,8 @@ from server.model_registry import ExtractorLoader, load_extractor
 from server.openapi import document_manual_bodies
 from server.rerankers import RerankerLoader, load_reranker
 from server.routes import (archives, classify, evaluate, galleries, health, image_embeddings, item_files, items, jobs,
-                           metrics, models, openai_embeddings, search)
+                           labels, metrics, models, openai_embeddings, search, snapshots)
+from server.routes import finetune as finetune_routes
 from server.services import Services, build_services
 from server.settings import Settings
 from server.ui import routes as ui_routes
@@ -66,14 +67,16 @@ def create_app(settings: Optional[Settings] = None, loader: ExtractorLoader = lo
                       "example": error_body("internal error: RuntimeError", "internal_error")}}}})
     app.state.services = services
     install_error_handlers(app)
-    for module in (health, models, galleries, item_files, archives, items, search, evaluate, classify, image_embeddings,
-                   openai_embeddings, jobs, metrics):
+    for module in (health, models, galleries, item_files, archives, items, labels, search, evaluate, classify,
+                   image_embeddings, openai_embeddings, jobs, metrics, snapshots):
         app.include_router(module.router)
+    app.include_router(finetune_routes.router)  # POST /models/{name}/finetune
     app.include_router(ui_routes.router)  # /ui: the web page (and / redirects there)
     ui_routes.mount_static(app)
     document_manual_bodies(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_upload_bytes,
-                       larger=[(archives.ARCHIVE_PATH, settings.max_archive_upload_bytes)])
+                       larger=[(archives.ARCHIVE_PATH, settings.max_archive_upload_bytes),
+                               (snapshots.RESTORE_PATH, settings.max_archive_upload_bytes)])
     app.add_middleware(RequestMetricsMiddleware, metrics_getter=lambda: services.metrics)
     return app
 

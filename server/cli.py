@@ -7,7 +7,7 @@ import sys
 from typing import Optional, Sequence
 
 SUBCOMMAND_MODULES = ("oml.export.cli", "indexing.cli", "server.serve_cli", "training.cli", "training.bench_cli",
-                      "training.reranking.cli")
+                      "training.reranking.cli", "server.finetune_cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,13 +12,18 @@ from indexing import (GalleryError, GalleryExistsError, GalleryNotFoundError, In
                       ModelMismatchError)
 from indexing.milvus_backend import MilvusNotConfigured
 from indexing.errors import InsufficientStorageError
+from indexing.filters import FilterError
+from indexing.snapshots import (InvalidSnapshotError, SnapshotModelError, SnapshotNotFoundError,
+                                SnapshotUnsupportedError)
 from oml.inference import InvalidInputError as UndecodableInputError
 from server.archives import ArchiveRejected
+from server.cursors import InvalidCursor
 from server.errors import (ApiError, ForbiddenError, InvalidInputError, MalformedJsonError, ModalityMismatchError,
                            UnauthorizedError, UnsupportedMediaTypeError)
 from server.evaluation import TooManyQueries
+from server.finetune import FinetuneRejected, FinetuneRunning
 from server.galleries import GalleryBusy, ItemNotFound
-from server.jobs import JobNotFound
+from server.jobs import JobFinished, JobNotCancellable, JobNotFound
 from server.model_registry import ModelNotFound, ModelUnavailable
 from server.rerankers import RerankerMismatch
 from server.routes.item_files import NoSourceFile
@@ -54,7 +59,13 @@ ERROR_TABLE: Dict[Type[Exception], ErrorReply] = {
     ItemNotFound: ErrorReply(404, "not_found"),
     NoSourceFile: ErrorReply(404, "no_file"),
     ArchiveRejected: ErrorReply(400, "invalid_archive"),
+    InvalidCursor: ErrorReply(400, "invalid_cursor"),
+    FilterError: ErrorReply(422, "invalid_filter"),
     JobNotFound: ErrorReply(404, "not_found"),
+    JobFinished: ErrorReply(409, "job_finished"),
+    JobNotCancellable: ErrorReply(409, "job_not_cancellable"),
+    FinetuneRunning: ErrorReply(409, "finetune_running"),
+    FinetuneRejected: ErrorReply(422, "invalid_finetune"),
     ModelNotFound: ErrorReply(404, "not_found"),
     KOutOfRange: ErrorReply(422, "invalid_k"),
     RerankTopNOutOfRange: ErrorReply(422, "invalid_request"),
@@ -63,6 +74,11 @@ ERROR_TABLE: Dict[Type[Exception], ErrorReply] = {
     RerankUnavailable: ErrorReply(501, "not_implemented"),
     ModelUnavailable: ErrorReply(503, "model_unavailable"),
     GalleryBusy: ErrorReply(503, "gallery_busy"),
+    # snapshots (indexing.snapshots)
+    SnapshotNotFoundError: ErrorReply(404, "not_found"),
+    InvalidSnapshotError: ErrorReply(400, "invalid_snapshot"),
+    SnapshotModelError: ErrorReply(422, "snapshot_model_mismatch"),
+    SnapshotUnsupportedError: ErrorReply(422, "unsupported_backend"),
     # model inputs (oml.inference): an image the model's preprocessing cannot decode
     UndecodableInputError: ErrorReply(422, "invalid_input"),
 }

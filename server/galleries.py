@@ -198,6 +198,15 @@ class GalleryService:
                 continue  # deleted meanwhile
         return infos
 
+    def swap_folder(self, name: str, rename: Callable[[], Any]) -> Any:
+        """Run `rename()`, which puts another folder under gallery `name` (a restored snapshot), with the open gallery
+        of that name closed and no request able to reopen it meanwhile; returns what `rename` returns."""
+        with self._lock:
+            gallery = self._open.pop(name, None)
+            if gallery is not None:
+                gallery.close()
+            return rename()
+
     def delete(self, name: str) -> None:
         with self._lock:
             gallery = self._open.pop(name, None)
@@ -303,12 +312,13 @@ class GalleryService:
     # ----- search, reranking and evaluation -----
 
     def search(self, name: str, embeddings: np.ndarray, k: int, version: int,
-               labels: Optional[Sequence[Any]] = None) -> List[List[Hit]]:
-        """Hits per query (only items with one of `labels`, when given); `VersionChanged` when the gallery no longer
-        holds embeddings of `version` (caller re-embeds)."""
+               labels: Optional[Sequence[Any]] = None, filter: Any = None) -> List[List[Hit]]:
+        """Hits per query (only items that pass `filter` or have one of `labels`, when given); `VersionChanged` when
+        the gallery no longer holds embeddings of `version` (caller re-embeds)."""
         gallery = self.gallery(name)
-        if labels is not None:
-            return _read_at_version(gallery, version, lambda: gallery.search(embeddings, k, labels=labels))
+        if labels is not None or filter is not None:
+            return _read_at_version(gallery, version,
+                                    lambda: gallery.search(embeddings, k, labels=labels, filter=filter))
         return _read_at_version(gallery, version, lambda: gallery.search(embeddings, k))
 
     def item_embeddings(self, name: str, item_ids: Sequence[int], version: int) -> Dict[int, np.ndarray]:

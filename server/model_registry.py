@@ -83,6 +83,7 @@ class VersionState:
     embedding_size: Optional[int] = None
     kind: Optional[str] = None  # extractor | reranker; None while the manifest is unreadable
     reranker: Optional[RerankerSpec] = None
+    finetune: Optional[Dict[str, Any]] = None  # manifest metrics.finetune: the fine-tune gate's record
 
     def read_manifest(self, name: str) -> "VersionState":
         """Fill kind, modality and size from the folder's manifest; a bad or foreign manifest marks the version
@@ -96,6 +97,7 @@ class VersionState:
         self.modality, self.embedding_size = manifest.modality, int(manifest.embedding_size)
         self.kind = manifest.kind
         self.reranker = RerankerSpec.of(manifest) if manifest.kind == "reranker" else None
+        self.finetune = (manifest.metrics or {}).get("finetune")
         if manifest.name != name or int(manifest.version) != self.version:
             self.state = "failed"
             self.error = f"manifest says {manifest.name} v{manifest.version} but the folder is {name}/{self.version}"
@@ -241,6 +243,10 @@ class ModelRegistry:
             if model.versions[version].state == "failed":
                 logger.error("model %s: new version %s refused: %s", name, version, model.versions[version].error)
                 continue
+            if model.versions[version].finetune is not None:  # the fine-tune gate decides (server.finetune)
+                logger.info("model %s: new version %s is a fine-tune candidate, not activated by the watcher", name,
+                            version)
+                continue
             if model.active_version is None or version > model.active_version:
                 logger.info("model %s: new version %s found in %s, activating", name, version, self.models_dir)
                 self.activate(name, version)
@@ -304,7 +310,7 @@ class ModelRegistry:
         versions = [ModelVersionInfo(version=version, state=state.state, error=state.error, modality=state.modality,
                                      embedding_size=state.embedding_size,
                                      loaded=(model.name, version) in self._loaded,
-                                     active=version == model.active_version)
+                                     active=version == model.active_version, finetune=state.finetune)
                     for version, state in sorted(model.versions.items())]
         spec = active.reranker if active else None
         return ModelInfo(name=model.name, kind=model.kind, active_version=model.active_version,

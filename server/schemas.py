@@ -35,6 +35,8 @@ class ModelVersionInfo(BaseModel):
     embedding_size: Optional[int] = None
     loaded: bool
     active: bool
+    finetune: Optional[Dict[str, Any]] = Field(None, description="a fine-tuned version's gate record (manifest "
+                                                                 "metrics.finetune): both evaluations, decision, reason")
 
 
 class ModelRef(BaseModel):
@@ -198,6 +200,40 @@ class ItemOut(BaseModel):
                                                              "has_file": False, "payload": {}}})
 
 
+class ListedItem(ItemOut):
+    """An item of a listing page; `embedding` (current model version) only with `include=embedding`."""
+
+    embedding: Optional[List[float]] = Field(None, description="the stored embedding, with include=embedding")
+
+
+class ItemPage(BaseModel):
+    """One page of `GET /galleries/{name}/items`: items in key order; pass `next_cursor` as `cursor` for the next."""
+
+    gallery: str
+    items: List[ListedItem]
+    next_cursor: Optional[str] = Field(description="opaque cursor of the next page; null on the last page")
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "gallery": "packages", "items": [{"key": "vim", "label": "editors", "text": "Vi IMproved - enhanced vi editor",
+                                          "has_file": False, "payload": {}, "embedding": None}],
+        "next_cursor": "eyJnIjoicGFja2FnZXMiLCJrIjoidmltIn0.3q2-7w"}})
+
+
+class LabelCount(BaseModel):
+    label: Union[StrictInt, StrictStr]
+    count: int
+
+
+class LabelsResponse(BaseModel):
+    """The labels of a gallery's items with their counts (most frequent first), and how many items have none."""
+
+    gallery: str
+    labels: List[LabelCount]
+    unlabelled: int
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "gallery": "packages", "labels": [{"label": "editors", "count": 12}, {"label": "web", "count": 7}],
+        "unlabelled": 0}})
+
+
 class DeletedResponse(BaseModel):
     deleted: str
 
@@ -205,14 +241,20 @@ class DeletedResponse(BaseModel):
 class JobInfo(BaseModel):
     id: str
     gallery: str
-    kind: str = Field(description="index (items) | archive (an uploaded archive) | reembed (a model swap)")
-    state: str = Field(description="queued | running | done | failed | interrupted")
+    kind: str = Field(description="index (items) | archive (an uploaded archive) | reembed (a model swap) | "
+                                  "finetune (POST /models/{name}/finetune)")
+    state: str = Field(description="queued | running | done | failed | interrupted | cancelled")
     total: int
-    done: int = Field(description="items stored so far; these survive a crash")
+    done: int = Field(description="items stored so far; these survive a crash (finetune: training steps)")
     progress: float
     error: Optional[str]
     created_at: float
     updated_at: float
+    phase: Optional[str] = Field(None, description="finetune: preparing | training | exporting | evaluating | "
+                                                   "promoting | finished")
+    result: Optional[Dict[str, Any]] = Field(None, description="finetune: candidate version, both held-out "
+                                                               "evaluations, decision and reason")
+    log_tail: Optional[List[str]] = Field(None, description="finetune: the last lines of the training log")
     model_config = ConfigDict(json_schema_extra={"example": {
         "id": "5f0c8a1e9b7d4c3a8e2f6a1b0c9d8e7f", "gallery": "packages", "kind": "index", "state": "running",
         "total": 5000, "done": 1280, "progress": 0.256, "error": None, "created_at": 1795550000.0,
@@ -220,32 +262,49 @@ class JobInfo(BaseModel):
 
 
 class SearchFilter(BaseModel):
-    """Which items a search may return: those with this label, or with one of these labels."""
+    """Which items a search may return (`indexing.filters`; every condition ANDed)."""
 
-    label: Union[StrictInt, StrictStr, List[Union[StrictInt, StrictStr]]] = Field(
-        description="a label, or a list of labels (any of them)")
-    model_config = ConfigDict(extra="forbid")
+    label: Union[StrictInt, StrictStr, List[Union[StrictInt, StrictStr]], None] = Field(
+        None, description="a label, or a list of labels (any of them)")
+    payload: Optional[Dict[str, Any]] = Field(
+        None, description='payload field conditions: {"field": value} or {"field": {"eq"|"ne"|"lt"|"lte"|"gt"|"gte": '
+                          'value, "in": [values]}}; "a.b" steps into nested objects; a missing field never matches')
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "label": ["editors", "web"], "payload": {"section": "editors", "size": {"gte": 10, "lt": 500}}}})
 
-    def labels(self) -> List[Union[int, str]]:
+    def labels(self) -> Optional[List[Union[int, str]]]:
+        if self.label is None:
+            return None
         return list(self.label) if isinstance(self.label, list) else [self.label]
+
+
+QUERY_FIELDS = ("text", "texts", "vector", "vectors", "key", "keys")
 
 
 class SearchRequest(BaseModel):
     text: Optional[str] = Field(None, description="one query text")
     texts: Optional[List[str]] = Field(None, min_length=1, description="several query texts")
+    vector: Optional[List[float]] = Field(None, min_length=1, description="one query embedding of the gallery's model "
+                                                                          "(normalised like the gallery's embeddings)")
+    vectors: Optional[List[List[float]]] = Field(None, min_length=1, description="several query embeddings")
+    key: Optional[str] = Field(None, min_length=1, max_length=512,
+                               description="search with the stored embedding of this item ('more like this'); the "
+                                           "item itself is left out of the hits")
+    keys: Optional[List[str]] = Field(None, min_length=1, description="several items' keys, one query each")
     k: StrictInt = Field(10, description="neighbours per query (1..max_k)")
     rerank: bool = Field(False, description="re-score the first hits of each query with the gallery's reranker "
                                             "(or the server's postprocessor when the gallery names none)")
     rerank_top_n: Optional[StrictInt] = Field(None, ge=1, description="hits per query to re-score (default: the "
                                                                       "reranker's top_n; above k: k)")
-    filter: Optional[SearchFilter] = Field(None, description="only items with this label or one of these labels, "
-                                                             "e.g. {\"label\": \"editors\"} or {\"label\": [1, 2]}")
+    filter: Optional[SearchFilter] = Field(None, description="only items that pass: {\"label\": \"editors\"}, "
+                                                             "{\"label\": [1, 2]}, {\"payload\": {\"year\": "
+                                                             "{\"gte\": 2020}}}")
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"text": "text editor", "k": 3}})
 
     @model_validator(mode="after")
     def _exactly_one_query_field(self) -> "SearchRequest":
-        if (self.text is None) == (self.texts is None):
-            raise ValueError("send exactly one of 'text' or 'texts'")
+        if sum(getattr(self, field) is not None for field in QUERY_FIELDS) != 1:
+            raise ValueError("send exactly one of 'text' or 'texts', 'vector' or 'vectors', 'key' or 'keys'")
         return self
 
 
@@ -323,5 +382,6 @@ __all__ = [
     "ErrorResponse", "HealthResponse", "ReadyResponse", "ModelVersionInfo", "ModelInfo", "ModelsResponse",
     "ActivateRequest", "ActivateResponse", "GalleryCreate", "GalleryUpdate", "GalleryInfo", "GalleriesResponse",
     "ItemIn", "ItemsRequest", "ItemMeta", "ItemsAccepted", "ArchiveAccepted", "ItemOut", "DeletedResponse", "JobInfo", "SearchRequest",
-    "HitOut", "SearchResponse", "ModelRef", "RerankerInfo", "EvaluateQuery", "EvaluateRequest", "EvaluateResponse",
+    "HitOut", "SearchResponse", "SearchFilter", "ListedItem", "ItemPage", "LabelCount", "LabelsResponse",
+    "ModelRef", "RerankerInfo", "EvaluateQuery", "EvaluateRequest", "EvaluateResponse",
 ]

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from oml.inference.onnx_runtime import set_thread_spinning
 from server.embedding import QueryEmbedder
 from server.evaluation import Evaluator
+from server.finetune import FinetuneService
 from server.galleries import GalleryService
 from server.jobs import JobStore
 from server.metrics import ServerMetrics
@@ -29,10 +30,12 @@ class Services:
     scorer: PairScorer
     searcher: Searcher
     evaluator: Evaluator
+    finetune: FinetuneService
 
     async def close(self) -> None:
         """Stop watching models, let a running job end at its next chunk, stop the batchers, close the galleries."""
         self.registry.close()
+        self.finetune.close()
         self.jobs.close()
         await self.searcher.close()
         await self.scorer.close()
@@ -59,7 +62,8 @@ def build_services(settings: Settings, loader: ExtractorLoader = load_extractor,
     searcher = Searcher(galleries, embedder, settings, HitReranker(registry, galleries, scorer), postprocessor)
     return Services(settings=settings, metrics=metrics, registry=registry, galleries=galleries, jobs=jobs,
                     embedder=embedder, scorer=scorer, searcher=searcher,
-                    evaluator=Evaluator(searcher, galleries, settings))
+                    evaluator=Evaluator(searcher, galleries, settings),
+                    finetune=FinetuneService(settings, registry, galleries, jobs))
 
 
 __all__ = ["Services", "build_services"]

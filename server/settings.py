@@ -67,8 +67,14 @@ class Settings(BaseSettings):
                                                          "job_chunk_size at a time")
     watch_interval_s: NonNegativeFloat = Field(2.0, description="seconds between scans of the models folder; 0: off")
     num_threads: Optional[int] = None
+    finetune_threads: Optional[int] = Field(None, ge=1, description="torch and ONNX Runtime threads of a fine-tune "
+                                                                     "worker process; none: half the CPUs")
+    finetune_nice: NonNegativeInt = Field(10, description="nice increment of a fine-tune worker process, so "
+                                                          "searches keep their latency")
     ort_spinning: bool = Field(False, description="let idle ONNX Runtime threads spin-wait (off: the extractor's and "
                                                  "the reranker's sessions share the cores without stealing them)")
+    search_threads: AtLeastOne = Field(1, description="OpenMP threads (FAISS, its BLAS, torch) of one micro-batched "
+                                                      "search (docs/PERFORMANCE.md)")
     bootstrap_model: OptionalText = DEFAULT_MODEL_NAME
     bootstrap_precision: Literal["int8", "fp32"] = Field(
         "int8", description="precision of the bootstrapped text model: int8 when it passes the held-out check "
