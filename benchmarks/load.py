@@ -32,9 +32,20 @@ Large gallery: `--large-items` (1M by default) items in two more galleries, exac
 the same way in a data folder of their own, searched at 16 clients with batching on by one server whose slices
 alternate between them (rows "exact, 1M" and "IVF1024,Flat, 1M"); 0 skips them.
 
-    python benchmarks/load.py            # full run: 20k items, exact and Flat, 1M exact vs IVF, Infinity, bulk 5k texts
-    python benchmarks/load.py --quick    # smoke run: 5k items, 3 s per level, 30k-item "large" galleries, bulk 500
-    python benchmarks/load.py --no-peer  # without Infinity
+Image search: a ViT-S artifact (the Zoo's `vits16_dino`, i.e. timm `vit_small_patch16_224` with its preprocessing,
+random weights since none can be downloaded here; fp32 as `oml serve` serves an image model, `--image-precision int8`
+for int8), exported once into `benchmarks/work/load/` (git-ignored) and reused; `--image-items` real Omniglot drawings
+indexed by `oml index` into an exact gallery; two servers (batching on and off) searched with other drawings sent as
+multipart/form-data (`benchmarks/lua/multipart.lua` under wrk, the file under `image` and `k`), 1 and 16 clients,
+`--image-duration` seconds per level. Its rows are a section of their own in the report, between markers, so that
+`--only image` replaces just that section (JSON key `results.image`) and `--only text` keeps it.
+
+    python benchmarks/load.py              # full run: 20k items, exact and Flat, 1M exact vs IVF, Infinity, bulk 5k
+                                           # texts, then image search on 4,000 drawings
+    python benchmarks/load.py --quick      # smoke run: 5k items, 3 s per level, 30k-item "large" galleries, bulk 500,
+                                           # 300 drawings
+    python benchmarks/load.py --no-peer    # without Infinity
+    python benchmarks/load.py --only image # the image section alone, merged into the existing report
 """
 
 import argparse
@@ -63,7 +74,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "debian-packages" / "descriptions.tsv"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 LUA_SCRIPT = REPO_ROOT / "benchmarks" / "lua" / "bodies.lua"
+MULTIPART_SCRIPT = REPO_ROOT / "benchmarks" / "lua" / "multipart.lua"
 PEERS_DIR = REPO_ROOT / "benchmarks" / ".peers"
+WORK_DIR = REPO_ROOT / "benchmarks" / "work" / "load"
+OMNIGLOT = REPO_ROOT.parent / "shared" / "data" / "omniglot" / "images"
 INFINITY_VENV = PEERS_DIR / "infinity"
 INFINITY_REQUIREMENT = "infinity-emb[torch,server]==0.0.78"
 MODEL = "minilm_l6"
@@ -71,6 +85,11 @@ MODES = {"batching on": {"OML_MAX_BATCH_SIZE": "32", "OML_MAX_WAIT_MS": "3"},
          "batching off": {"OML_MAX_BATCH_SIZE": "1", "OML_MAX_WAIT_MS": "0"}}
 OURS = "oml-server search"
 PEER = "Infinity /embeddings"
+IMAGE_ZOO_ENTRY = "vits16_dino"  # the Zoo's ViT-S/16 (timm vit_small_patch16_224), exported with random weights
+IMAGE_MODEL = "vits16"
+IMAGE_GALLERY = "bench-omniglot"
+IMAGE_TARGET = "oml-server image search"
+IMAGE_BEGIN, IMAGE_END = "<!-- image search: begin -->", "<!-- image search: end -->"
 GOALS = {"qps_x_peer_16": 5.0, "p99_ms_16": 50.0, "p50_ms_1": 4.0, "api_x_raw": 0.80, "cli_x_raw": 0.90}
 
 logger = logging.getLogger("load")
@@ -282,8 +301,48 @@ class Level:
 class Target:
     """What a load generator sends to a server: the path, one JSON body per request, and a reply check."""
 
-    def __init__(self, path: str, bodies: List[dict], check: Callable[[Any], bool]):
+    script, suffix = LUA_SCRIPT, "jsonl"
+
+    def __init__(self, path: str, bodies: List[Any], check: Callable[[Any], bool]):
         self.path, self.bodies, self.check = path, bodies, check
+
+    def post_args(self, body: Any) -> Dict[str, Any]:
+        """Keyword arguments of `httpx` `post` that send `body`."""
+        return {"json": body}
+
+    def write_bodies(self, path: Path) -> List[str]:
+        """Write the bodies for `self.script` (one JSON body a line); returns the script's arguments."""
+        path.write_text("".join(json.dumps(body) + "\n" for body in self.bodies))
+        return [str(path), self.path]
+
+
+class MultipartTarget(Target):
+    """Ready multipart/form-data bodies (`multipart_body`), all with one boundary, sent as they are."""
+
+    script, suffix = MULTIPART_SCRIPT, "bin"
+
+    def __init__(self, path: str, bodies: List[bytes], boundary: str, check: Callable[[Any], bool]):
+        super().__init__(path, bodies, check)
+        self.content_type = f"multipart/form-data; boundary={boundary}"
+
+    def post_args(self, body: Any) -> Dict[str, Any]:
+        return {"content": body, "headers": {"Content-Type": self.content_type}}
+
+    def write_bodies(self, path: Path) -> List[str]:
+        """Each body as its length in bytes on a line of its own, then the body (what `multipart.lua` reads)."""
+        path.write_bytes(b"".join(b"%d\n" % len(body) + body for body in self.bodies))
+        return [str(path), self.path, self.content_type]
+
+
+def multipart_body(boundary: str, fields: Dict[str, str], file_field: str, filename: str, data: bytes,
+                   content_type: str) -> bytes:
+    """One multipart/form-data body: the plain `fields`, then one file under `file_field`."""
+    dash = f"--{boundary}\r\n".encode()
+    parts = [dash + f'Content-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in fields.items()]
+    parts.append(dash + f'Content-Disposition: form-data; name="{file_field}"; filename="{filename}"\r\n'
+                        f"Content-Type: {content_type}\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
 
 
 def search_target(gallery: str, queries: List[str], k: int) -> Target:
@@ -311,7 +370,7 @@ async def drive_python(url: str, target: Target, level: Level, duration_s: float
             position += 1
             started = time.perf_counter()
             try:
-                reply = await client.post(target.path, json=body)
+                reply = await client.post(target.path, **target.post_args(body))
                 if reply.status_code != 200 or not target.check(reply.json()):
                     level.errors.append(f"{reply.status_code}: {reply.text[:200]}")
                     continue
@@ -322,18 +381,19 @@ async def drive_python(url: str, target: Target, level: Level, duration_s: float
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        await client.post(target.path, json=target.bodies[0])
+        await client.post(target.path, **target.post_args(target.bodies[0]))
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client, i) for i in range(clients)))
         level.seconds += time.perf_counter() - started
 
 
-def drive_wrk(url: str, target: Target, level: Level, duration_s: float, bodies_file: Path) -> None:
+def drive_wrk(url: str, target: Target, level: Level, duration_s: float, script_args: List[str]) -> None:
     """One wrk slice of `duration_s` with `level.clients` connections; its summary is added to `level`."""
-    httpx.post(url + target.path, json=target.bodies[0], timeout=60).raise_for_status()  # warm up, and a check
+    reply = httpx.post(url + target.path, timeout=60, **target.post_args(target.bodies[0]))  # warm up, and a check
+    reply.raise_for_status()
     threads = min(2, level.clients)
     command = ["wrk", f"-t{threads}", f"-c{level.clients}", f"-d{max(1, round(duration_s))}s", "--timeout", "30s",
-               "-s", str(LUA_SCRIPT), url, "--", str(bodies_file), target.path]
+               "-s", str(target.script), url, "--", *script_args]
     output = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 120)
     match = re.search(r"^WRKJSON (\{.*\})$", output.stdout, flags=re.M)
     if output.returncode != 0 or match is None:
@@ -353,18 +413,18 @@ class Driver:
         self.use_wrk = use_wrk
         self.work_dir = work_dir
         self.name = "wrk " + wrk_version() if use_wrk else "Python client (httpx, asyncio)"
-        self._files: Dict[int, Path] = {}
+        self._script_args: Dict[int, List[str]] = {}
 
-    def bodies_file(self, target: Target) -> Path:
-        if id(target) not in self._files:
-            path = self.work_dir / f"bodies-{len(self._files)}.jsonl"
-            path.write_text("".join(json.dumps(body) + "\n" for body in target.bodies))
-            self._files[id(target)] = path
-        return self._files[id(target)]
+    def script_args(self, target: Target) -> List[str]:
+        """The wrk script's arguments for `target`, its bodies written to a file on first use."""
+        if id(target) not in self._script_args:
+            path = self.work_dir / f"bodies-{len(self._script_args)}.{target.suffix}"
+            self._script_args[id(target)] = target.write_bodies(path)
+        return self._script_args[id(target)]
 
     def run(self, url: str, target: Target, level: Level, duration_s: float, max_requests: int) -> None:
         if self.use_wrk:
-            drive_wrk(url, target, level, duration_s, self.bodies_file(target))
+            drive_wrk(url, target, level, duration_s, self.script_args(target))
         else:
             asyncio.run(drive_python(url, target, level, duration_s, max_requests))
 
@@ -474,7 +534,177 @@ def measure_bulk(models_dir: Path, work_dir: Path, rows: List[Dict[str, str]], n
             "x_raw": {name: round(float(np.mean(values)) / raw_mean, 3) for name, values in runs.items()}}
 
 
+# ----- image search -----
+
+def prepare_image_model(precision: str) -> Path:
+    """A models folder holding the ViT-S artifact `IMAGE_MODEL`: the Zoo entry `IMAGE_ZOO_ENTRY` (its architecture and
+    preprocessing) with random weights, in `precision`; exported once into `WORK_DIR` and reused by later runs."""
+    models_dir = WORK_DIR / f"image-models-{precision}"
+    if (models_dir / IMAGE_MODEL / "1" / "manifest.json").exists():
+        logger.info("reusing the %s artifact in %s", IMAGE_MODEL, models_dir)
+        return models_dir
+    from oml.export import export_pretrained
+
+    scratch = WORK_DIR / f".image-models-{precision}.partial"
+    shutil.rmtree(scratch, ignore_errors=True)
+    logger.info("exporting %s (%s, random weights, %s) to %s", IMAGE_ZOO_ENTRY, IMAGE_MODEL, precision, models_dir)
+    export_pretrained(IMAGE_ZOO_ENTRY, scratch, version=1, weights=None, artifact_name=IMAGE_MODEL,
+                      quantize="int8" if precision == "int8" else None)
+    shutil.rmtree(models_dir, ignore_errors=True)
+    os.replace(scratch, models_dir)
+    return models_dir
+
+
+def omniglot_split(root: Path, n_items: int, n_queries: int, seed: int = 0) -> Tuple[List[Path], List[Path]]:
+    """(gallery drawings, query drawings): disjoint, drawn at random (fixed seed) from all drawings under `root`."""
+    files = sorted(root.glob("*/*/*.png"))
+    if n_items + n_queries > len(files):
+        raise ValueError(f"{n_items} items + {n_queries} queries: only {len(files)} drawings under {root}")
+    order = np.random.default_rng(seed).permutation(len(files))
+    chosen = [files[i] for i in order[:n_items + n_queries]]
+    return chosen[n_queries:], chosen[:n_queries]
+
+
+def index_images(models_dir: Path, data_dir: Path, files: List[Path], num_threads: int, work_dir: Path,
+                 log_path: Path) -> float:
+    """`oml index` of `files` into gallery `IMAGE_GALLERY` (exact; label alphabet/character); returns seconds."""
+    items_file = work_dir / "image-items.jsonl"
+    with open(items_file, "w") as handle:
+        for path in files:
+            alphabet, character = path.parent.parent.name, path.parent.name
+            handle.write(json.dumps({"key": f"{alphabet}/{character}/{path.name}", "path": str(path.resolve()),
+                                     "label": f"{alphabet}/{character}", "payload": {"alphabet": alphabet}}) + "\n")
+    command = [sys.executable, "-m", "server.cli", "--log-level", "WARNING", "index", "--data-dir", str(data_dir),
+               "--gallery", IMAGE_GALLERY, "--model", str(models_dir / IMAGE_MODEL / "1"), "--items", str(items_file),
+               "--num-threads", str(num_threads), "--num-workers", "1", "--no-progress"]
+    started = time.perf_counter()
+    with open(log_path, "ab") as log:
+        subprocess.run(command, cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=log,
+                       stderr=subprocess.STDOUT, check=True)
+    return time.perf_counter() - started
+
+
+def image_target(files: List[Path], k: int) -> MultipartTarget:
+    """One image search per drawing: the PNG under the form field `image`, and `k`."""
+    boundary = "oml-load-benchmark-image-search"
+    bodies = [multipart_body(boundary, {"k": str(k)}, "image", path.name, path.read_bytes(), "image/png")
+              for path in files]
+    return MultipartTarget(f"/galleries/{IMAGE_GALLERY}/search", bodies, boundary,
+                           lambda reply: len(reply["results"][0]) == k)
+
+
+def image_section(driver: "Driver", args: argparse.Namespace, concurrency: List[int], work_dir: Path) -> dict:
+    """Image search levels (batching on and off, each client count) of two servers on an Omniglot gallery."""
+    from oml.artifact import ModelManifest
+
+    load_before = load_average()
+    models_dir = prepare_image_model(args.image_precision)
+    manifest = ModelManifest.load(models_dir / IMAGE_MODEL / "1")
+    gallery_files, query_files = omniglot_split(OMNIGLOT, args.image_items, args.image_queries)
+    data_dir = work_dir / "data-images"
+    index_s = index_images(models_dir, data_dir, gallery_files, args.num_threads, work_dir,
+                           work_dir / "index-images.log")
+    logger.info("image gallery: %d Omniglot drawings indexed by `oml index` in %.1f s (%.1f images/s)",
+                len(gallery_files), index_s, len(gallery_files) / index_s)
+    target = image_target(query_files, args.k)
+    servers = {mode: start_server(data_dir, models_dir, env, work_dir / f"server-image-{mode.replace(' ', '-')}.log",
+                                  args.num_threads) for mode, env in MODES.items()}
+    levels = []
+    try:
+        urls = {mode: server.url for mode, server in servers.items()}
+        for clients in concurrency:
+            found = run_levels(driver, urls, {mode: target for mode in MODES}, clients, args.image_duration,
+                               args.slices, args.max_requests)
+            for mode, summary in found.items():
+                levels.append({"target": IMAGE_TARGET, "index": "exact", "mode": mode, **summary})
+                logger.info("images, %s, %2d clients: %.1f QPS, p50 %.1f ms, p99 %.1f ms, %d errors", mode, clients,
+                            summary["qps"], summary["p50_ms"], summary["p99_ms"], summary["errors"])
+    finally:
+        for server in servers.values():
+            server.stop()
+    shutil.rmtree(data_dir, ignore_errors=True)
+    ratios = {}
+    for clients in concurrency:
+        on, off = ([r for r in levels if r["clients"] == clients and r["mode"] == mode] for mode in MODES)
+        if on and off and off[0]["qps"]:
+            ratios[f"images, {clients} clients: QPS batching on / off"] = round(on[0]["qps"] / off[0]["qps"], 3)
+    meta = {"model": IMAGE_MODEL, "zoo_entry": IMAGE_ZOO_ENTRY, "arch": "timm vit_small_patch16_224",
+            "weights": "random", "precision": manifest.precision, "embedding_size": manifest.embedding_size,
+            "preprocessing": manifest.preprocessing, "items": len(gallery_files), "queries": len(query_files),
+            "index": "exact", "index_s": round(index_s, 1), "k": args.k, "num_threads": args.num_threads,
+            "duration_s": args.image_duration, "slices": args.slices, "concurrency": concurrency, "driver": driver.name,
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared)", "quick": args.quick,
+            "load_before": load_before, "load_after": load_average()}
+    return {"meta": meta, "levels": levels, "ratios": ratios}
+
+
+def image_markdown(image: dict) -> str:
+    """The image section of the report, between the markers `splice_image_section` finds again."""
+    m = image["meta"]
+    lines = [IMAGE_BEGIN, f"## Image search: ViT-S ({m['precision']}) on {m['items']:,} Omniglot drawings", "",
+             f"{m['when']} on {m['machine']}; load average at the start {m['load_before']}, at the end "
+             f"{m['load_after']}. Load generator: **{m['driver']}** on the same cores. Served model `{m['model']}`: "
+             f"the Zoo's `{m['zoo_entry']}` ({m['arch']}, its preprocessing: shorter side "
+             f"{m['preprocessing'].get('resize')} px, centre crop {m['preprocessing'].get('image_size')}) with "
+             f"{m['weights']} weights (none can be downloaded here; the cost of a search does not depend on them), "
+             f"{served_precision(m['precision'])}, ONNX Runtime CPU, intra-op threads "
+             f"{m['num_threads']}. Each request is multipart/form-data: one real 105x105 Omniglot PNG under `image` "
+             f"and `k`={m['k']}, {m['queries']} drawings not in the gallery in turn. Gallery: {m['index']} index, "
+             f"built by `oml index` from a JSONL of image paths in {m['index_s']:.0f} s "
+             f"({m['items'] / max(m['index_s'], 1e-9):.0f} images/s incl. start-up). {m['duration_s']} s per level "
+             f"in {m['slices']} alternating slices; batching on: max batch 32, max wait 3 ms; off: max batch 1.", "",
+             "| target | index | mode | clients | QPS | p50 ms | p95 ms | p99 ms | requests | errors |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [level_row(r) for r in image["levels"]]
+    if image.get("ratios"):
+        lines += ["", "| ratio | value |", "|---|---:|"]
+        lines += [f"| {name} | {value:.2f}x |" for name, value in image["ratios"].items()]
+    return "\n".join(lines + [IMAGE_END])
+
+
+def served_precision(precision: str) -> str:
+    """How the report names the image artifact's precision."""
+    return ("fp32, as `oml serve` serves an image model" if precision == "fp32" else
+            f"{precision} (`--image-precision`; `oml serve` serves an image model in fp32)")
+
+
+def splice_image_section(text: str, section: str) -> str:
+    """`text` (a report) with its image section replaced by `section`; without one, `section` goes before
+    "## Goals", or at the end."""
+    begin, end = text.find(IMAGE_BEGIN), text.find(IMAGE_END)
+    if begin >= 0 and end > begin:
+        return text[:begin] + section + text[end + len(IMAGE_END):]
+    goals = text.find("\n## Goals")
+    if goals >= 0:
+        return text[:goals + 1] + section + "\n\n" + text[goals + 1:]
+    return text.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def saved_results(path: Path) -> dict:
+    """A report's JSON as written (`{"meta", "results"}`), or an empty one."""
+    return json.loads(path.read_text()) if path.exists() else {"meta": None, "results": {}}
+
+
+def write_image_only(image: dict, out: Path, name: str) -> str:
+    """Put `image` into the report `out/name.{json,md}`, keeping everything else in it; returns the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / f"{name}.json", out / f"{name}.md"
+    saved = saved_results(json_path)
+    saved.setdefault("results", {})["image"] = image
+    json_path.write_text(json.dumps(saved, indent=2) + "\n")
+    text = md_path.read_text() if md_path.exists() else "# Load benchmark\n"
+    text = splice_image_section(text, image_markdown(image))
+    md_path.write_text(text)
+    return text
+
+
 # ----- report -----
+
+def level_row(r: dict) -> str:
+    return (f"| {r['target']} | {r['index']} | {r['mode']} | {r['clients']} | {r['qps']:.1f} | {r['p50_ms']:.1f} | "
+            f"{r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests']} | {r['errors']} |")
+
 
 def markdown(results: dict, meta: dict) -> str:
     rows, ratios, goals = results["levels"], results["ratios"], results["goals"]
@@ -491,9 +721,7 @@ def markdown(results: dict, meta: dict) -> str:
                   f"{c['int8_heldout_top10_agreement']:.1%} (needs >= 0.999 and >= 95%).", ""]
     lines += ["| target | index | mode | clients | QPS | p50 ms | p95 ms | p99 ms | requests | errors |",
               "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['target']} | {r['index']} | {r['mode']} | {r['clients']} | {r['qps']:.1f} | "
-                     f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['requests']} | {r['errors']} |")
+    lines += [level_row(r) for r in rows]
     lines += ["", "| ratio | value |", "|---|---:|"]
     lines += [f"| {name} | {value:.2f}x |" for name, value in ratios.items()]
     peer = meta.get("peer")
@@ -506,6 +734,8 @@ def markdown(results: dict, meta: dict) -> str:
         for name, values in bulk["runs"].items():
             lines.append(f"| {name} | {', '.join(f'{v:.0f}' for v in values)} | {bulk['texts_per_s'][name]:.0f} | "
                          f"{bulk['x_raw'][name]:.2f} |")
+    if results.get("image"):
+        lines += ["", image_markdown(results["image"])]
     lines += ["", "## Goals", "", "| goal | measured | met |", "|---|---:|---|"]
     lines += [f"| {g['goal']} | {g['measured']} | {'yes' if g['met'] else '**no**'} |" for g in goals]
     lines += ["", "Where the time of a search goes, what was cut and why the goals not met cannot be met on 2 cores: "
@@ -640,11 +870,22 @@ def main(argv: Optional[List[str]] = None) -> int:
                         help="load generator: wrk when installed (auto), or the Python client")
     parser.add_argument("--no-peer", action="store_true", help="skip Infinity")
     parser.add_argument("--bulk", type=int, default=5_000, help="texts for the bulk indexing rows (0: skip)")
+    parser.add_argument("--only", choices=["text", "image"],
+                        help="run only the text sections (keeping the report's image section) or only the image "
+                             "section (merged into the existing report); default: both")
+    parser.add_argument("--image-items", type=int, default=4_000, help="Omniglot drawings in the image gallery")
+    parser.add_argument("--image-queries", type=int, default=48, help="other drawings sent as queries, in turn")
+    parser.add_argument("--image-duration", type=float, default=24.0,
+                        help="seconds per image level (an image search costs ~10x a text search: longer slices)")
+    parser.add_argument("--image-precision", choices=["fp32", "int8"], default="fp32",
+                        help="ViT-S artifact precision (fp32: what `oml serve` serves for an image model)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--name", default="load", help="base name of the result files")
     args = parser.parse_args(argv)
     if args.quick:
         args.items, args.real, args.duration, args.bulk = 5_000, 500, 3.0, min(args.bulk, 500)
+        args.image_items, args.image_queries = min(args.image_items, 300), min(args.image_queries, 24)
+        args.image_duration = min(args.image_duration, 6.0)
         args.large_items = min(args.large_items, 30_000)
         args.large_index = args.large_index if args.large_index != "IVF1024,Flat" else "IVF256,Flat"
         args.name = args.name if args.name != "load" else "load_quick"
@@ -655,6 +896,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk") is not None)
     if args.client == "wrk" and shutil.which("wrk") is None:
         parser.error("--client wrk: wrk is not installed (apt-get install wrk)")
+
+    if args.only == "image":
+        with tempfile.TemporaryDirectory(prefix="oml-load-image-") as tmp:
+            driver = Driver(use_wrk, Path(tmp))
+            print(f"load generator: {driver.name}", flush=True)
+            image = image_section(driver, args, concurrency, Path(tmp))
+        print(write_image_only(image, args.out, args.name))
+        return 1 if sum(r["errors"] for r in image["levels"]) else 0
 
     indexes = [spec.strip() for spec in args.index.split(";") if spec.strip()]
     rows = read_descriptions(SHARED_DATA)
@@ -746,6 +995,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.bulk:
             bulk_rows = rows[args.real + 5000:args.real + 5000 + args.bulk]
             bulk = measure_bulk(models_dir, tmp_dir, bulk_rows, args.num_threads, tmp_dir)
+        if args.only == "text":  # keep the image section of the last run
+            image = saved_results(args.out / f"{args.name}.json").get("results", {}).get("image")
+        else:
+            image = image_section(driver, args, concurrency, tmp_dir)
     ratios, goals = summarize(levels, bulk)
     meta = {"items": args.items, "real": args.real, "indexes": indexes, "large_items": args.large_items,
             "large_index": args.large_index if args.large_items else None, "k": args.k, "num_threads": args.num_threads,
@@ -755,7 +1008,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared)", "quick": args.quick,
             "load_before": load_before, "load_after": load_average()}
-    results = {"levels": levels, "ratios": {k: round(v, 3) for k, v in ratios.items()}, "goals": goals, "bulk": bulk}
+    results = {"levels": levels, "ratios": {k: round(v, 3) for k, v in ratios.items()}, "goals": goals, "bulk": bulk,
+               "image": image}
     args.out.mkdir(parents=True, exist_ok=True)
     table = markdown(results, meta)
     (args.out / f"{args.name}.md").write_text(table)
@@ -766,6 +1020,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
     total_errors = sum(r["errors"] for r in levels if r["target"] == OURS)
+    if image and args.only != "text":
+        total_errors += sum(r["errors"] for r in image["levels"])
     return 1 if total_errors else 0
 
 
