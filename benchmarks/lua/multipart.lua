@@ -2,7 +2,8 @@
 -- usage: wrk -s multipart.lua URL -- BODIES_FILE PATH CONTENT_TYPE
 -- BODIES_FILE holds, per body, its length in bytes on a line of its own and then the body's bytes (written by
 -- benchmarks/load.py, `MultipartTarget`); CONTENT_TYPE is "multipart/form-data; boundary=..." shared by all bodies.
--- setup() (each wrk thread its own offset) and done() (the "WRKJSON {...}" line) are those of bodies.lua.
+-- setup() (each wrk thread its own offset), request() (the bodies in turn) and done() (the "WRKJSON {...}" line)
+-- are those of bodies.lua.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "bodies.lua")
 
@@ -26,9 +27,4 @@ function init(args)
   target = args[2]
   headers = {["Content-Type"] = args[3]}
   position = (thread_id or 0) * 7919
-end
-
-function request()
-  position = position + 1
-  return wrk.format("POST", target, headers, bodies[(position % #bodies) + 1])
 end
